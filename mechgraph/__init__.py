@@ -1,0 +1,54 @@
+"""mechgraph: mechanistic analysis of LLM reasoning traces.
+
+Traces -> steps -> per-step hidden states in an on-disk store -> labels, probes,
+importance, reasoning graphs and per-token weights for RL trainers.
+
+Examples
+--------
+>>> import mechgraph as mg
+>>> traces = mg.load_traces("traces.jsonl")  # doctest: +SKIP
+>>> store = mg.extract(traces, "runs/s", layers=(3, 15))  # doctest: +SKIP
+>>> store.states(15).shape  # doctest: +SKIP
+"""
+
+from mechgraph.align import align_spans, token_mask
+from mechgraph.errors import (
+    AlignmentError,
+    ConfigError,
+    ExtractionError,
+    MechgraphError,
+    StoreError,
+    TraceError,
+)
+from mechgraph.extract import ExtractConfig, extract, prepare_trace
+from mechgraph.models import LoadedModel, load_model, load_tokenizer
+from mechgraph.segment import segment_text
+from mechgraph.store import Store, open_store
+from mechgraph.traces import Step, Trace, load_traces, segment_traces
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlignmentError",
+    "ConfigError",
+    "ExtractConfig",
+    "ExtractionError",
+    "LoadedModel",
+    "MechgraphError",
+    "Step",
+    "Store",
+    "StoreError",
+    "Trace",
+    "TraceError",
+    "__version__",
+    "align_spans",
+    "extract",
+    "load_model",
+    "load_tokenizer",
+    "load_traces",
+    "open_store",
+    "prepare_trace",
+    "segment_text",
+    "segment_traces",
+    "token_mask",
+]

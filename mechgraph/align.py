@@ -1,0 +1,131 @@
+"""Char spans <-> token spans, through a tokenizer's offset mapping.
+
+The rule, used everywhere in mechgraph (steps, planning masks, trainer weights):
+
+* A token's **anchor** is the first non-white-space character it covers; a token made
+  only of white space is anchored at its first character; a token that covers no
+  character (BOS and other special tokens, offset ``(0, 0)``) has no anchor.
+* A token belongs to the span that contains its anchor, and to no span otherwise.
+
+So a BPE token with a leading space (``" The"``) belongs to the step that starts at
+``T``; a token ``".\\n\\n"`` belongs to the step that ends with ``.``; white-space tokens
+between two steps belong to neither. Every token belongs to at most one step, and the
+tokens of a step are contiguous. A step can own no token when a single token covers the
+start of two steps (e.g. steps ``"1"`` and ``"2"`` inside token ``"12"``): that is an
+:class:`~mechgraph.errors.AlignmentError` unless the caller asks to merge such a step
+into its neighbour (see :func:`align_spans`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mechgraph.errors import AlignmentError
+
+__all__ = ["align_spans", "empty_spans", "token_anchors", "token_mask"]
+
+
+def token_anchors(text: str, offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Anchor character of each token (-1 for tokens that cover no character).
+
+    Parameters
+    ----------
+    text : str
+        The string the offsets index into.
+    offsets : (T, 2) array-like
+        ``(start, end)`` char offsets of each token.
+
+    Examples
+    --------
+    >>> token_anchors("a b", [(0, 0), (0, 1), (1, 3)]).tolist()
+    [-1, 0, 2]
+    """
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    n = len(text)
+    if off.size and (off.min() < 0 or off.max() > n):
+        raise AlignmentError(f"token offsets fall outside the text (length {n})")
+    ws = np.array([c.isspace() for c in text], dtype=bool) if n else np.zeros(0, dtype=bool)
+    # nxt[i] = first index >= i that is not white space (n if none)
+    idx = np.where(~ws, np.arange(n), n)
+    nxt = np.minimum.accumulate(idx[::-1])[::-1] if n else idx
+    nxt = np.append(nxt, n)
+    a, b = off[:, 0], off[:, 1]
+    anchor = np.where(nxt[a] < b, nxt[a], a)
+    return np.where(b > a, anchor, -1)
+
+
+def _owner(anchors: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    if len(spans) == 0:
+        return np.full(len(anchors), -1, dtype=np.int64)
+    sp = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    k = np.searchsorted(sp[:, 0], anchors, side="right") - 1
+    ok = (anchors >= 0) & (k >= 0)
+    ok &= anchors < sp[np.clip(k, 0, None), 1]
+    return np.where(ok, k, -1)
+
+
+def token_mask(
+    text: str, offsets: Sequence[Sequence[int]] | np.ndarray, spans: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Boolean mask of the tokens whose anchor lies in any of ``spans``.
+
+    ``spans`` must be sorted and non-overlapping (merge them first).
+
+    Examples
+    --------
+    >>> token_mask("Let us plan. Then 2+2", [(0, 3), (3, 6), (6, 11), (11, 12), (12, 17)],
+    ...            [(0, 12)]).tolist()
+    [True, True, True, True, False]
+    """
+    return _owner(token_anchors(text, offsets), spans) >= 0
+
+
+def align_spans(
+    text: str,
+    offsets: Sequence[Sequence[int]] | np.ndarray,
+    spans: Sequence[tuple[int, int]],
+    *,
+    trace_id: str = "?",
+) -> list[tuple[int, int]]:
+    """Token span ``[tok_start, tok_end)`` of each char span.
+
+    Parameters
+    ----------
+    text : str
+        The string the offsets index into (prompt + trace text).
+    offsets : (T, 2) array-like
+        Tokenizer offset mapping of ``text``.
+    spans : list of (int, int)
+        Sorted, non-overlapping char spans into ``text``.
+    trace_id : str
+        Named in errors.
+
+    Returns
+    -------
+    list of (int, int)
+        One token span per char span; ``(-1, -1)`` for a span that owns no token.
+
+    Examples
+    --------
+    >>> align_spans("Hi. Yo.", [(0, 2), (2, 3), (3, 6), (6, 7)], [(0, 3), (4, 7)])
+    [(0, 2), (2, 4)]
+    """
+    owner = _owner(token_anchors(text, offsets), spans)
+    out = []
+    for k in range(len(spans)):
+        idx = np.flatnonzero(owner == k)
+        out.append((int(idx[0]), int(idx[-1]) + 1) if idx.size else (-1, -1))
+    return out
+
+
+def empty_spans(tok_spans: Sequence[tuple[int, int]]) -> list[int]:
+    """Indices of spans that own no token (``(-1, -1)``).
+
+    Examples
+    --------
+    >>> empty_spans([(0, 2), (-1, -1), (2, 3)])
+    [1]
+    """
+    return [k for k, (a, _) in enumerate(tok_spans) if a < 0]

@@ -1,0 +1,199 @@
+"""The ``mechgraph`` command.
+
+Every command exits non-zero on error with a one-line message on stderr, and writes its
+output atomically (nothing half-written is left behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mechgraph.errors import ConfigError, MechgraphError
+
+app = typer.Typer(
+    name="mechgraph",
+    help="Mechanistic analysis of LLM reasoning traces: steps, hidden states, graphs, weights.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def sample_path() -> Path:
+    """The bundled sample traces (problems and reasoning written for mechgraph)."""
+    return Path(str(resources.files("mechgraph") / "data" / "sample_traces.jsonl"))
+
+
+def _ints(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--layers takes integers separated by commas, got {text!r}") from None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _write_lines_atomic(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def segment(
+    input: Annotated[
+        Path, typer.Argument(help="Traces: JSONL, a Thought Anchors folder, or a folder of them.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output JSONL: id and steps [{start, end, text}].")
+    ],
+    method: Annotated[
+        str, typer.Option(help="sentences | lines | paragraphs | regex:PATTERN | given")
+    ] = "sentences",
+) -> None:
+    """Split each trace's text into steps (exact char spans into `text`)."""
+    from mechgraph.traces import load_traces, segment_traces
+
+    traces = segment_traces(load_traces(input), method)
+    lines = [
+        json.dumps(
+            {
+                "id": t.id,
+                "steps": [{"start": s.start, "end": s.end, "text": s.text} for s in t.steps or []],
+            },
+            ensure_ascii=False,
+        )
+        for t in traces
+    ]
+    _write_lines_atomic(out, lines)
+    n = sum(len(t.steps or []) for t in traces)
+    typer.echo(f"{len(traces)} traces, {n} steps -> {out}")
+
+
+@app.command()
+def extract(
+    input: Annotated[
+        Path, typer.Argument(help="Traces: JSONL, a Thought Anchors folder, or a folder of them.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Store folder (created, resumed or appended).")
+    ],
+    model: Annotated[
+        str,
+        typer.Option(help="'default' (SmolLM2-135M-Instruct, offline), an HF folder or cached id."),
+    ] = "default",
+    layers: Annotated[
+        str,
+        typer.Option(
+            help="Blocks, comma-separated (negative from the end); default int(0.9 n_layers)."
+        ),
+    ] = "",
+    pool: Annotated[
+        str, typer.Option(help="Pools, comma-separated: mean, first, last, max.")
+    ] = "mean",
+    hook: Annotated[
+        str,
+        typer.Option(
+            help="Hook kinds, comma-separated: resid_pre, resid_mid, resid_post, attn_out, mlp_out."
+        ),
+    ] = "resid_post",
+    segmenter: Annotated[
+        str, typer.Option(help="auto | sentences | lines | paragraphs | regex:PATTERN | given.")
+    ] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="native (HF forward hooks) or bridge (TransformerBridge).")
+    ] = "native",
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward batch.")] = 16384,
+    window: Annotated[
+        str, typer.Option(help="Traces over the context: error | sliding.")
+    ] = "error",
+    on_empty_step: Annotated[
+        str, typer.Option(help="A step owning no token: error | merge.")
+    ] = "error",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Pool per-step hidden states at some layers into a store."""
+    from mechgraph.extract import extract as run
+
+    store = run(
+        input,
+        out,
+        model=model,
+        dtype=dtype,
+        device=device,
+        layers=_ints(layers),
+        pools=_words(pool),
+        hooks=_words(hook),
+        segmenter=segmenter,
+        backend=backend,
+        batch_tokens=batch_tokens,
+        window=window,
+        on_empty_step=on_empty_step,
+        progress=progress,
+    )
+    typer.echo(store.summary())
+
+
+@app.command()
+def info(store: Annotated[Path, typer.Argument(help="A store folder.")]) -> None:
+    """Describe a store: model, hooks, pools, traces, steps, labels."""
+    from mechgraph.store import open_store
+
+    typer.echo(open_store(store).summary())
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the store.")] = Path(
+        "runs/sample"
+    ),
+    layers: Annotated[str, typer.Option(help="Blocks to read.")] = "3,15,27",
+) -> None:
+    """The main job on the embedded default: bundled sample traces -> default model -> store."""
+    from mechgraph.extract import extract as run
+
+    src = sample_path()
+    typer.echo(f"sample traces: {src}")
+    store = run(src, out, model="default", layers=_ints(layers), pools=("mean", "last"))
+    typer.echo(store.summary())
+    steps = store.steps
+    typer.echo("\nfirst steps of the first trace:")
+    first = steps[steps.trace_id == steps.trace_id.iloc[0]].head(4)
+    for r in first.itertuples():
+        typer.echo(f"  [{r.step}] tokens {r.tok_start}-{r.tok_end}: {r.text[:70]!r}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning mechgraph errors into a message and exit 1."""
+    try:
+        app()
+    except MechgraphError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""Extraction: traces -> steps -> tokens -> pooled hidden states -> store.
+
+The model sees ``prompt + text`` tokenised once, with the tokenizer's special tokens
+(no doubled BOS: when the prompt already starts with the BOS string, none is added).
+Steps are aligned to those ids by :mod:`mechgraph.align`. Traces are processed in
+chunks of ``shard_traces`` (one committed shard each); inside a chunk they are sorted by
+length and batched under a padded-token budget, right-padded with an attention mask.
+
+Long traces
+-----------
+A trace longer than the model's context is an error by default. With
+``window="sliding"`` it is cut into windows of ``n_ctx`` tokens that overlap by
+``window_overlap`` tokens (default ``n_ctx // 2``); a window after the first repeats the
+BOS token when the trace starts with one. Each token's state is taken from the one
+window where it is *owned*: the first window owns everything it covers, a later window
+owns what follows the overlap. So every token is seen with at least ``window_overlap``
+tokens of left context (fewer than the full prefix: states of a windowed trace are an
+approximation, recorded in the store's config). Pools combine exactly across windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mechgraph.align import align_spans
+from mechgraph.errors import AlignmentError, ConfigError, ExtractionError, TraceError
+from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, hook_name, make_backend
+from mechgraph.models import LoadedModel, load_model
+from mechgraph.store import Store, StoreWriter, open_store, state_key
+from mechgraph.traces import Step, Trace, load_traces, segment_traces
+
+__all__ = ["ExtractConfig", "extract", "prepare_trace"]
+
+_STORE_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass
+class ExtractConfig:
+    """Options of :func:`extract`, saved in the store's manifest.
+
+    Parameters
+    ----------
+    layers : tuple of int
+        Blocks to read (negative counts from the end). Empty: ``int(0.9 * n_layers)``, the
+        layer Topology of Reasoning uses.
+    hooks : tuple of str
+        Hook kinds: resid_pre, resid_mid, resid_post, attn_out, mlp_out.
+    pools : tuple of str
+        mean, first, last, max over each step's tokens.
+    segmenter : str
+        sentences, lines, paragraphs, regex:PATTERN, given, or auto (given when every
+        trace carries steps, else sentences).
+    backend : {"native", "bridge"}
+    batch_tokens : int
+        Budget of padded tokens per forward batch.
+    max_batch : int
+        Most sequences per batch.
+    window : {"error", "sliding"}
+        What to do with traces longer than the context (see the module docstring).
+    window_overlap : int or None
+        Tokens of left context each later window repeats (default n_ctx // 2).
+    on_empty_step : {"error", "merge"}
+        A step that owns no token: an error, or merged into the step before it (the
+        one after, for a first step); the merged step keeps the surviving step's label.
+    shard_traces : int
+        Traces per committed shard (the unit of resume).
+    store_dtype : {"float32", "float16"}
+    progress : bool
+        Show a progress bar with tokens/s.
+    """
+
+    layers: tuple[int, ...] = ()
+    hooks: tuple[str, ...] = ("resid_post",)
+    pools: tuple[str, ...] = ("mean",)
+    segmenter: str = "auto"
+    backend: str = "native"
+    batch_tokens: int = 16384
+    max_batch: int = 64
+    window: str = "error"
+    window_overlap: int | None = None
+    on_empty_step: str = "error"
+    shard_traces: int = 64
+    store_dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(int(x) for x in self.layers)
+        self.hooks = tuple(self.hooks)
+        self.pools = tuple(self.pools)
+        for h in self.hooks:
+            if h not in HOOK_KINDS:
+                raise ConfigError(f"unknown hook {h!r}; choose from {', '.join(HOOK_KINDS)}")
+        for p in self.pools:
+            if p not in POOLS:
+                raise ConfigError(f"unknown pool {p!r}; choose from {', '.join(POOLS)}")
+        if not self.hooks or not self.pools:
+            raise ConfigError("give at least one hook and one pool")
+        if self.backend not in ("native", "bridge"):
+            raise ConfigError(f"unknown backend {self.backend!r}; choose native or bridge")
+        if self.window not in ("error", "sliding"):
+            raise ConfigError(f"window must be 'error' or 'sliding', not {self.window!r}")
+        if self.on_empty_step not in ("error", "merge"):
+            raise ConfigError("on_empty_step must be 'error' or 'merge'")
+        if self.store_dtype not in _STORE_DTYPES:
+            raise ConfigError(f"store_dtype must be one of {sorted(_STORE_DTYPES)}")
+        if self.batch_tokens < 1 or self.max_batch < 1 or self.shard_traces < 1:
+            raise ConfigError("batch_tokens, max_batch and shard_traces must be positive")
+
+
+@dataclass
+class _Prepared:
+    trace: Trace
+    steps: list[Step]
+    ids: np.ndarray
+    tok_spans: list[tuple[int, int]]
+    owner: np.ndarray  # step index of each token, -1 for none
+    pieces: list[tuple[int, int, int, int, bool]] = field(default_factory=list)
+
+
+def _tokenize(tok: Any, full: str, trace_id: str) -> tuple[np.ndarray, np.ndarray]:
+    bos = getattr(tok, "bos_token", None)
+    add_special = not (bos and full.startswith(bos))
+    try:
+        enc = tok(full, return_offsets_mapping=True, add_special_tokens=add_special)
+    except NotImplementedError as e:
+        raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
+    ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    off = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    if len(ids) == 0:
+        raise TraceError(f"trace {trace_id!r}: tokenises to no token")
+    return ids, off
+
+
+def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error"):
+    """Tokenise ``prompt + text`` and align the trace's steps to the ids.
+
+    Returns
+    -------
+    ids : ndarray of int64
+    steps : list of Step
+        The steps (merged where a step owned no token and ``on_empty_step="merge"``).
+    tok_spans : list of (int, int)
+        ``[tok_start, tok_end)`` of each step into ``ids``.
+
+    Examples
+    --------
+    >>> ids, steps, spans = prepare_trace(trace, load_tokenizer())  # doctest: +SKIP
+    """
+    if not trace.steps:
+        raise TraceError(f"trace {trace.id!r}: has no steps (segment it first)")
+    full = trace.prompt + trace.text
+    ids, off = _tokenize(tokenizer, full, trace.id)
+    P = len(trace.prompt)
+    steps = list(trace.steps)
+    while True:
+        spans = align_spans(full, off, [(s.start + P, s.end + P) for s in steps], trace_id=trace.id)
+        empty = [k for k, (a, _) in enumerate(spans) if a < 0]
+        if not empty:
+            return ids, steps, spans
+        k = empty[0]
+        if on_empty_step == "error" or len(steps) == 1:
+            raise AlignmentError(
+                f"trace {trace.id!r}: step {k} ({steps[k].text[:40]!r}) owns no token: a "
+                "token covering it starts in another step; pass on_empty_step='merge' "
+                "(--on-empty-step merge) to merge it into its neighbour"
+            )
+        j = k - 1 if k > 0 else k + 1
+        keep, lo, hi = (
+            steps[j],
+            min(steps[j].start, steps[k].start),
+            max(steps[j].end, steps[k].end),
+        )
+        steps[min(j, k)] = Step(lo, hi, trace.text[lo:hi], keep.label, keep.meta)
+        del steps[max(j, k)]
+
+
+def _pieces(n: int, n_ctx: int, cfg: ExtractConfig, has_bos: bool, trace_id: str):
+    """(start, end, own_start, own_end, add_bos) windows over n tokens."""
+    if n <= n_ctx:
+        return [(0, n, 0, n, False)]
+    if cfg.window == "error":
+        raise ExtractionError(
+            f"trace {trace_id!r}: {n} tokens exceed the model's context of {n_ctx}; "
+            "pass window='sliding' (--window sliding) to read it in overlapping windows"
+        )
+    width = n_ctx - 1 if has_bos else n_ctx
+    overlap = cfg.window_overlap if cfg.window_overlap is not None else n_ctx // 2
+    if not 0 <= overlap < width:
+        raise ConfigError(f"window_overlap must be in [0, {width}), got {overlap}")
+    stride = width - overlap
+    out, start = [], 0
+    while True:
+        end = min(start + width, n)
+        own = start if start == 0 else start + overlap
+        out.append((start, end, own, end, has_bos and start > 0))
+        if end >= n:
+            return out
+        start += stride
+
+
+class _Accumulator:
+    """Running pools of one trace's steps, exact across windows."""
+
+    def __init__(self, n_steps: int, d: int, hooks: Sequence[str], pools: Sequence[str]):
+        self.data: dict[tuple[str, str], np.ndarray] = {}
+        self.pos: dict[tuple[str, str], np.ndarray] = {}
+        self.count = np.zeros(n_steps, dtype=np.float64)
+        for h in hooks:
+            for p in pools:
+                init = -np.inf if p == "max" else 0.0
+                dt = np.float64 if p == "mean" else np.float32
+                self.data[h, p] = np.full((n_steps, d), init, dtype=dt)
+                if p in ("first", "last"):
+                    fill = np.iinfo(np.int64).max if p == "first" else -1
+                    self.pos[h, p] = np.full(n_steps, fill, dtype=np.int64)
+
+    def add(self, hook, pooled, steps, first_pos, last_pos, count_done: bool) -> None:
+        for p, v in pooled.items():
+            if p == "count":
+                if not count_done:
+                    np.add.at(self.count, steps, v)
+                continue
+            arr = self.data[hook, p]
+            if p == "mean":
+                np.add.at(arr, steps, v)
+            elif p == "max":
+                np.maximum.at(arr, steps, v)
+            else:
+                pos = first_pos if p == "first" else last_pos
+                better = (
+                    pos < self.pos[hook, p][steps]
+                    if p == "first"
+                    else pos > self.pos[hook, p][steps]
+                )
+                arr[steps[better]] = v[better]
+                self.pos[hook, p][steps[better]] = pos[better]
+
+    def finish(self, trace_id: str) -> dict[tuple[str, str], np.ndarray]:
+        out = {}
+        for (h, p), arr in self.data.items():
+            if p == "mean":
+                arr = (arr / self.count[:, None]).astype(np.float32)
+            bad = ~np.isfinite(arr).all(axis=1)
+            if bad.any():
+                raise ExtractionError(
+                    f"trace {trace_id!r}: NaN or inf in {h}/{p} at step {int(np.argmax(bad))}; "
+                    "nothing of this chunk was written (try dtype float32)"
+                )
+            out[h, p] = arr
+        return out
+
+
+def _text_sha(t: Trace) -> str:
+    return hashlib.sha256((t.prompt + "\x00" + t.text).encode()).hexdigest()[:24]
+
+
+def _resolve_layers(layers: Sequence[int], n_layers: int) -> list[int]:
+    if not layers:
+        return [int(0.9 * n_layers)]
+    out = []
+    for layer in layers:
+        real = layer + n_layers if layer < 0 else layer
+        if not 0 <= real < n_layers:
+            raise ConfigError(f"layer {layer} does not exist: the model has {n_layers} blocks")
+        out.append(real)
+    return sorted(set(out))
+
+
+def _segment(traces: list[Trace], method: str) -> tuple[list[Trace], str]:
+    if method == "auto":
+        method = "given" if all(t.steps for t in traces) else "sentences"
+    return segment_traces(traces, method), method
+
+
+def extract(
+    traces: Iterable[Trace] | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    model: str | LoadedModel = "default",
+    config: ExtractConfig | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **options: Any,
+) -> Store:
+    """Extract pooled per-step hidden states into a store (created, appended or resumed).
+
+    Parameters
+    ----------
+    traces : list of Trace, or a path for :func:`~mechgraph.load_traces`
+    out : path
+        The store folder. If it exists with the same model and config, traces already
+        in it are skipped (resume) and new ones appended; another model or config is
+        refused.
+    model : str or LoadedModel
+        ``"default"``, an HF folder, or a loaded model.
+    config : ExtractConfig, optional
+    dtype, device : str
+        For loading ``model`` by name.
+    **options
+        Fields of :class:`ExtractConfig` (``layers=(3, 15)``, ``pools=("mean", "last")``...).
+
+    Returns
+    -------
+    Store
+
+    Examples
+    --------
+    >>> store = extract("traces.jsonl", "runs/s", layers=(3, 15))  # doctest: +SKIP
+    >>> store.states(15).shape  # doctest: +SKIP
+    (412, 576)
+    """
+    cfg = config if config is not None else ExtractConfig(**options)
+    if config is not None and options:
+        cfg = ExtractConfig(**{**asdict(config), **options})
+    trace_list = load_traces(traces) if isinstance(traces, str | os.PathLike) else list(traces)
+    seen: set[str] = set()
+    for t in trace_list:
+        if t.id in seen:
+            raise TraceError(f"duplicate trace id {t.id!r}")
+        seen.add(t.id)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtype, device=device)
+    layers = _resolve_layers(cfg.layers, lm.n_layers)
+    hooks = [hook_name(layer, k) for layer in layers for k in cfg.hooks]
+    trace_list, seg_name = _segment(trace_list, cfg.segmenter)
+    tok = lm.tokenizer
+    manifest = {
+        "mechgraph_version": _version(),
+        "model_id": lm.model_id,
+        "fingerprint": lm.fingerprint,
+        "dtype": lm.dtype,
+        "device": lm.device,
+        "n_layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "n_ctx": lm.n_ctx,
+        "hooks": hooks,
+        "layers": layers,
+        "pools": list(cfg.pools),
+        "segmenter": seg_name,
+        "tokenizer": _tok_id(tok, lm),
+        "window": cfg.window if cfg.window == "error" else f"sliding:{cfg.window_overlap}",
+        "on_empty_step": cfg.on_empty_step,
+        "store_dtype": cfg.store_dtype,
+        "config": {**asdict(cfg), "layers": layers, "segmenter": seg_name},
+    }
+    writer = StoreWriter(out, manifest)
+    done = writer.committed()
+    todo = []
+    for t in trace_list:
+        if t.id in done:
+            if done[t.id] != _text_sha(t):
+                raise TraceError(
+                    f"trace {t.id!r} is already in store {out} with a different text; "
+                    "give it another id or write a new store"
+                )
+            continue
+        todo.append(t)
+    backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
+    preps = []
+    for t in todo:  # tokenise and check everything before the first forward pass
+        ids, steps, spans = prepare_trace(t, tok, cfg.on_empty_step)
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        for k, (a, b) in enumerate(spans):
+            owner[a:b] = k
+        has_bos = tok.bos_token_id is not None and int(ids[0]) == tok.bos_token_id
+        p = _Prepared(t, steps, ids, spans, owner)
+        p.pieces = _pieces(len(ids), lm.n_ctx, cfg, has_bos, t.id)
+        preps.append(p)
+    bar = _progress(cfg.progress, sum(len(p.ids) for p in preps))
+    try:
+        for c in range(0, len(preps), cfg.shard_traces):
+            chunk = preps[c : c + cfg.shard_traces]
+            results = _run_chunk(chunk, backend, lm, hooks, cfg, tok, bar)
+            _write_chunk(writer, chunk, results, hooks, cfg)
+    finally:
+        if bar is not None:
+            bar.close()
+    return open_store(out)
+
+
+def _tok_id(tok: Any, lm: LoadedModel) -> str:
+    name = getattr(tok, "name_or_path", "") or ""
+    return lm.model_id if name == lm.path else str(name)
+
+
+def _version() -> str:
+    from mechgraph import __version__
+
+    return __version__
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="tok", unit_scale=True, desc="extract", smoothing=0.1)
+
+
+def _batches(pieces: list[tuple[int, int]], lengths: list[int], cfg: ExtractConfig):
+    order = sorted(range(len(pieces)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        width = lengths[batch[0]] if batch else lengths[i]
+        if batch and ((len(batch) + 1) * width > cfg.batch_tokens or len(batch) >= cfg.max_batch):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _run_chunk(chunk: list[_Prepared], backend, lm: LoadedModel, hooks, cfg, tok, bar):
+    accs = [_Accumulator(len(p.steps), lm.d_model, hooks, cfg.pools) for p in chunk]
+    pieces = [(i, pc) for i, p in enumerate(chunk) for pc in p.pieces]
+    lengths = [pc[1] - pc[0] + int(pc[4]) for _, pc in pieces]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    device = torch.device(lm.device)
+    for batch in _batches(pieces, lengths, cfg):
+        T = max(lengths[i] for i in batch)
+        ids = np.full((len(batch), T), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), T), dtype=np.int64)
+        owner = np.full((len(batch), T), -1, dtype=np.int64)
+        rows_trace, rows_step, rows_gpos = [], [], []
+        n_rows = 0
+        for b, i in enumerate(batch):
+            ti, (start, end, own_s, own_e, add_bos) = pieces[i]
+            p = chunk[ti]
+            seg = p.ids[start:end]
+            off = int(add_bos)
+            if add_bos:
+                ids[b, 0] = tok.bos_token_id
+            ids[b, off : off + len(seg)] = seg
+            mask[b, : off + len(seg)] = 1
+            local = p.owner[start:end].copy()
+            gpos = np.arange(start, end)
+            local[(gpos < own_s) | (gpos >= own_e)] = -1
+            present = np.unique(local[local >= 0])
+            remap = np.full(len(p.steps), -1, dtype=np.int64)
+            remap[present] = np.arange(n_rows, n_rows + len(present))
+            owner[b, off : off + len(seg)] = np.where(local >= 0, remap[np.maximum(local, 0)], -1)
+            rows_trace += [ti] * len(present)
+            rows_step += present.tolist()
+            rows_gpos.append((b, off, start))
+            n_rows += len(present)
+        owner_t = torch.from_numpy(owner).to(device)
+        plan = BatchPlan.build(owner_t, n_rows)
+        sink = backend.run(
+            torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), plan
+        )
+        # global token positions of each row's first/last token (for first/last pools)
+        first = plan.first.cpu().numpy()
+        last = plan.last.cpu().numpy()
+        b_of_first, t_first = np.divmod(first, T)
+        b_of_last, t_last = np.divmod(last, T)
+        base = np.array([rows_gpos[b][2] - rows_gpos[b][1] for b in range(len(batch))])
+        g_first, g_last = base[b_of_first] + t_first, base[b_of_last] + t_last
+        rt, rs = np.asarray(rows_trace), np.asarray(rows_step)
+        for h in hooks:
+            pooled = {k: v.cpu().numpy() for k, v in sink[h].items()}
+            for ti in np.unique(rt):
+                sel = rt == ti
+                part = {k: v[sel] for k, v in pooled.items()}
+                accs[ti].add(h, part, rs[sel], g_first[sel], g_last[sel], count_done=h != hooks[0])
+        if bar is not None:
+            bar.update(int(mask.sum()) - sum(int(pieces[i][1][4]) for i in batch))
+    return [acc.finish(p.trace.id) for acc, p in zip(accs, chunk, strict=True)]
+
+
+def _write_chunk(writer: StoreWriter, chunk, results, hooks, cfg: ExtractConfig) -> None:
+    base = writer.n_traces()
+    trace_rows, step_rows = [], []
+    for k, p in enumerate(chunk):
+        t = p.trace
+        trace_rows.append(
+            {
+                **{key: v for key, v in t.fields().items()},
+                "ord": base + k,
+                "text": t.text,
+                "n_tokens": len(p.ids),
+                "n_steps": len(p.steps),
+                "text_sha": _text_sha(t),
+                "input_ids": p.ids.astype(np.int32).tolist(),
+            }
+        )
+        for j, (s, (a, b)) in enumerate(zip(p.steps, p.tok_spans, strict=True)):
+            step_rows.append(
+                {
+                    "trace_id": t.id,
+                    "step": j,
+                    "char_start": s.start,
+                    "char_end": s.end,
+                    "tok_start": a,
+                    "tok_end": b,
+                    "text": s.text,
+                    "label": s.label,
+                    **dict(s.meta),
+                }
+            )
+    dt = _STORE_DTYPES[cfg.store_dtype]
+    states = {
+        state_key(h, pool): np.concatenate([r[h, pool] for r in results]).astype(dt)
+        for h in hooks
+        for pool in cfg.pools
+    }
+    steps = pd.DataFrame(step_rows)
+    if steps["label"].isna().all():
+        steps = steps.drop(columns="label")
+    writer.write_shard(pd.DataFrame(trace_rows), steps, states)

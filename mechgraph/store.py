@@ -1,0 +1,352 @@
+"""The on-disk activation store: per-step pooled states, steps, tokens and config.
+
+Layout (a folder)::
+
+    STORE/
+      manifest.json          schema version, model id + weights fingerprint, dtype, hooks,
+                             layers, pools, segmenter, tokenizer, the full extract config
+      shards/000000/         one shard per committed chunk of traces
+        traces.parquet       one row per trace: fields, input ids, a hash of the text
+        steps.parquet        one row per step: char and token spans, text, label, meta
+        states.safetensors   one (n_steps, d_model) float tensor per "HOOK/POOL" key
+
+A shard is written into ``shards/.tmp-*`` and renamed into place: the rename is the
+commit, so a process killed at any moment leaves either the whole shard or nothing, and
+a rerun skips the traces already committed. Store order is shard order, then input order
+within a shard. Only safetensors, Parquet and JSON are written (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mechgraph.errors import ConfigError, StoreError
+
+__all__ = ["SCHEMA_VERSION", "Store", "StoreWriter", "open_store", "state_key"]
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+# Manifest fields that must agree for an append (the rest is informative).
+COMPAT_FIELDS = (
+    "schema_version",
+    "model_id",
+    "fingerprint",
+    "dtype",
+    "hooks",
+    "layers",
+    "pools",
+    "segmenter",
+    "tokenizer",
+    "window",
+    "on_empty_step",
+    "store_dtype",
+)
+_TRACE_HIDDEN = ("prompt", "text", "input_ids", "text_sha", "ord")
+
+
+def state_key(hook: str, pool: str) -> str:
+    """Key of one state tensor in a shard, e.g. ``blocks.3.hook_resid_post/mean``."""
+    return f"{hook}/{pool}"
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    mfile = path / MANIFEST
+    if not mfile.is_file():
+        raise StoreError(f"{path}: not a mechgraph store (no {MANIFEST})")
+    try:
+        manifest = json.loads(mfile.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{mfile}: corrupt manifest: {e}") from None
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: store schema version {version!r}, this mechgraph reads version "
+            f"{SCHEMA_VERSION}; re-extract it with this version"
+        )
+    return manifest
+
+
+def _shard_dirs(path: Path) -> list[Path]:
+    root = path / SHARDS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class Store:
+    """A read-only view of a store folder; see :func:`open_store`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.manifest = _read_manifest(self.path)
+        self._shards = _shard_dirs(self.path)
+
+    # -- facts
+    @property
+    def config(self) -> dict[str, Any]:
+        """The full extract config the store was written with."""
+        return dict(self.manifest.get("config", {}))
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model_id"])
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.manifest["layers"])
+
+    @property
+    def hooks(self) -> list[str]:
+        """Full hook names, e.g. ``blocks.3.hook_resid_post``."""
+        return list(self.manifest["hooks"])
+
+    @property
+    def pools(self) -> list[str]:
+        return list(self.manifest["pools"])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.manifest["d_model"])
+
+    # -- tables
+    @cached_property
+    def traces(self) -> pd.DataFrame:
+        """One row per trace, in store order (without the token ids)."""
+        df = self._concat("traces.parquet", columns=None)
+        return df.drop(columns=[c for c in ("input_ids",) if c in df]).reset_index(drop=True)
+
+    @cached_property
+    def steps(self) -> pd.DataFrame:
+        """One row per step, in store order, with labels and trace fields.
+
+        Columns: ``trace_id``, ``step``, ``char_start``, ``char_end`` (into the trace
+        text), ``tok_start``, ``tok_end`` (into :meth:`tokens`), ``text``, ``label`` and
+        per-step meta when present, then the trace fields (``model``, ``checkpoint``,
+        ``correct``, ``answer``, ...).
+        """
+        steps = self._concat("steps.parquet", columns=None)
+        tr = self.traces
+        extra = [c for c in tr.columns if c not in _TRACE_HIDDEN and c not in steps.columns]
+        if len(steps) and extra:
+            steps = steps.merge(tr[["trace_id", *extra]], on="trace_id", how="left", sort=False)
+        return steps.reset_index(drop=True)
+
+    @property
+    def trace_ids(self) -> list[str]:
+        return self.traces["trace_id"].tolist()
+
+    def __len__(self) -> int:
+        return len(self.traces)
+
+    def tokens(self, trace_id: str) -> np.ndarray:
+        """The input ids the model saw for a trace (prompt + text, special tokens included).
+
+        ``tok_start``/``tok_end`` of the steps index into this array.
+        """
+        for shard in self._shards:
+            df = pd.read_parquet(shard / "traces.parquet", columns=["trace_id", "input_ids"])
+            hit = df.index[df["trace_id"] == trace_id]
+            if len(hit):
+                return np.asarray(df.at[hit[0], "input_ids"], dtype=np.int64)
+        raise KeyError(f"trace {trace_id!r} is not in store {self.path}")
+
+    def states(self, layer: int, pool: str = "mean", hook: str = "resid_post") -> np.ndarray:
+        """Pooled states of every step at one layer: ``(n_steps, d_model)``, ``.steps`` order.
+
+        Reads only that tensor from each shard (other layers stay on disk).
+
+        Parameters
+        ----------
+        layer : int
+            Block index; a negative one counts from the model's last block.
+        pool : str
+            One of the store's pools.
+        hook : str
+            A short kind (``resid_post``) or a full name (``blocks.3.hook_resid_post``).
+
+        Examples
+        --------
+        >>> s = open_store("runs/sample")  # doctest: +SKIP
+        >>> s.states(15).shape  # doctest: +SKIP
+        (412, 576)
+        """
+        from safetensors import safe_open
+
+        name = self.hook_name(layer, hook)
+        if pool not in self.pools:
+            raise ConfigError(f"pool {pool!r} is not in store {self.path}; it has {self.pools}")
+        key = state_key(name, pool)
+        parts = []
+        for shard in self._shards:
+            with safe_open(shard / "states.safetensors", framework="numpy") as f:
+                parts.append(f.get_tensor(key))
+        if not parts:
+            return np.zeros((0, self.d_model), dtype=np.float32)
+        return np.concatenate(parts, axis=0)
+
+    def hook_name(self, layer: int, hook: str = "resid_post") -> str:
+        """Full hook name stored for ``layer`` and a hook kind; errors list what exists."""
+        n_layers = int(self.manifest.get("n_layers", 0))
+        if layer < 0 and n_layers:
+            layer += n_layers
+        name = hook if hook.startswith("blocks.") else f"blocks.{layer}.hook_{hook}"
+        if name not in self.hooks:
+            raise ConfigError(
+                f"{name!r} is not in store {self.path}; it has {', '.join(self.hooks)}"
+            )
+        return name
+
+    def _concat(self, fname: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        frames = [pd.read_parquet(s / fname, columns=columns) for s in self._shards]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=["trace_id"])
+        return pd.concat(frames, ignore_index=True)
+
+    def summary(self) -> str:
+        """A human-readable description of the store."""
+        m = self.manifest
+        steps = self.steps
+        n_tok = int(self.traces["n_tokens"].sum()) if len(self) else 0
+        lines = [
+            f"store      {self.path}",
+            f"model      {m['model_id']}  (weights {m['fingerprint']}, {m['dtype']})",
+            f"tokenizer  {m['tokenizer']}",
+            f"segmenter  {m['segmenter']}",
+            f"hooks      {', '.join(m['hooks'])}",
+            f"pools      {', '.join(m['pools'])}   d_model {m['d_model']}",
+            f"traces     {len(self)}   steps {len(steps)}   tokens {n_tok}   "
+            f"shards {len(self._shards)}",
+        ]
+        if len(steps):
+            per = steps.groupby("trace_id", sort=False).size()
+            lines.append(
+                f"steps/trace  min {per.min()}  median {int(per.median())}  max {per.max()}"
+            )
+            if "label" in steps and steps["label"].notna().any():
+                counts = steps["label"].value_counts().head(8)
+                lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        lines.append(f"schema     v{m['schema_version']} (mechgraph {m.get('mechgraph_version')})")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, traces={len(self)}, hooks={len(self.hooks)})"
+
+
+def open_store(path: str | os.PathLike[str]) -> Store:
+    """Open a store folder written by :func:`mechgraph.extract`.
+
+    Raises
+    ------
+    StoreError
+        No manifest, a corrupt one, or a store written by another schema version.
+
+    Examples
+    --------
+    >>> store = open_store("runs/sample")  # doctest: +SKIP
+    >>> store.steps[["trace_id", "step", "text"]].head()  # doctest: +SKIP
+    """
+    return Store(path)
+
+
+class StoreWriter:
+    """Create or reopen a store for appending, and commit shards atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        manifest = {**manifest, "schema_version": SCHEMA_VERSION}
+        if (self.path / MANIFEST).is_file():
+            old = _read_manifest(self.path)
+            diff = [k for k in COMPAT_FIELDS if old.get(k) != manifest.get(k)]
+            if diff:
+                detail = "; ".join(
+                    f"{k}: store has {old.get(k)!r}, this run {manifest.get(k)!r}" for k in diff
+                )
+                raise StoreError(
+                    f"{self.path}: cannot append with a different model or config ({detail}); "
+                    "write to a new store"
+                )
+            self.manifest = old
+        else:
+            if self.path.exists() and any(
+                p.name not in (SHARDS,) and not p.name.startswith(".tmp-")
+                for p in self.path.iterdir()
+            ):
+                raise StoreError(f"{self.path}: exists and is not a mechgraph store")
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(self.path / MANIFEST, manifest)
+            self.manifest = dict(manifest)
+        (self.path / SHARDS).mkdir(exist_ok=True)
+        for p in (self.path / SHARDS).glob(".tmp-*"):  # leftovers of a killed run
+            shutil.rmtree(p, ignore_errors=True)
+        for p in self.path.glob(".tmp-*"):
+            p.unlink(missing_ok=True)
+
+    def committed(self) -> dict[str, str]:
+        """trace id -> text hash of every trace already in the store."""
+        out: dict[str, str] = {}
+        for shard in _shard_dirs(self.path):
+            df = pd.read_parquet(shard / "traces.parquet", columns=["trace_id", "text_sha"])
+            out.update(zip(df["trace_id"], df["text_sha"], strict=True))
+        return out
+
+    def n_traces(self) -> int:
+        return len(self.committed())
+
+    def write_shard(
+        self,
+        traces: pd.DataFrame,
+        steps: pd.DataFrame,
+        states: Mapping[str, np.ndarray],
+    ) -> Path:
+        """Write one shard and commit it with a rename; returns its folder."""
+        from safetensors.numpy import save_file
+
+        n = len(steps)
+        for key, arr in states.items():
+            if arr.shape[0] != n:
+                raise StoreError(f"state {key}: {arr.shape[0]} rows for {n} steps")
+        shards = self.path / SHARDS
+        existing = _shard_dirs(self.path)
+        index = int(existing[-1].name) + 1 if existing else 0
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=shards))
+        try:
+            traces.to_parquet(tmp / "traces.parquet", index=False)
+            steps.to_parquet(tmp / "steps.parquet", index=False)
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in states.items()},
+                str(tmp / "states.safetensors"),
+            )
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            final = shards / f"{index:06d}"
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
