@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,9 +220,8 @@ class _Accumulator:
                 init = -np.inf if p == "max" else 0.0
                 dt = np.float64 if p == "mean" else np.float32
                 self.data[h, p] = np.full((n_steps, d), init, dtype=dt)
-                if p in ("first", "last"):
-                    fill = np.iinfo(np.int64).max if p == "first" else -1
-                    self.pos[h, p] = np.full(n_steps, fill, dtype=np.int64)
+                if p in ("first", "last"):  # best position so far ("last" negated)
+                    self.pos[h, p] = np.full(n_steps, np.iinfo(np.int64).max, dtype=np.int64)
 
     def add(self, hook, pooled, steps, first_pos, last_pos, count_done: bool) -> None:
         for p, v in pooled.items():
@@ -234,14 +235,16 @@ class _Accumulator:
             elif p == "max":
                 np.maximum.at(arr, steps, v)
             else:
-                pos = first_pos if p == "first" else last_pos
-                better = (
-                    pos < self.pos[hook, p][steps]
-                    if p == "first"
-                    else pos > self.pos[hook, p][steps]
-                )
-                arr[steps[better]] = v[better]
-                self.pos[hook, p][steps[better]] = pos[better]
+                # first/last: keep the piece with the smallest/largest token position;
+                # a step can come twice in one batch (two windows)
+                pos = first_pos if p == "first" else -last_pos
+                order = np.lexsort((pos, steps))
+                _, pick = np.unique(steps[order], return_index=True)
+                sel = order[pick]
+                st, ps, vals = steps[sel], pos[sel], v[sel]
+                better = ps < self.pos[hook, p][st]
+                arr[st[better]] = vals[better]
+                self.pos[hook, p][st[better]] = ps[better]
 
     def finish(self, trace_id: str) -> dict[tuple[str, str], np.ndarray]:
         out = {}
@@ -350,21 +353,8 @@ def extract(
         "store_dtype": cfg.store_dtype,
         "config": {**asdict(cfg), "layers": layers, "segmenter": seg_name},
     }
-    writer = StoreWriter(out, manifest)
-    done = writer.committed()
-    todo = []
-    for t in trace_list:
-        if t.id in done:
-            if done[t.id] != _text_sha(t):
-                raise TraceError(
-                    f"trace {t.id!r} is already in store {out} with a different text; "
-                    "give it another id or write a new store"
-                )
-            continue
-        todo.append(t)
-    backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
     preps = []
-    for t in todo:  # tokenise and check everything before the first forward pass
+    for t in trace_list:  # tokenise and check everything before anything is written
         ids, steps, spans = prepare_trace(t, tok, cfg.on_empty_step)
         owner = np.full(len(ids), -1, dtype=np.int64)
         for k, (a, b) in enumerate(spans):
@@ -373,12 +363,30 @@ def extract(
         p = _Prepared(t, steps, ids, spans, owner)
         p.pieces = _pieces(len(ids), lm.n_ctx, cfg, has_bos, t.id)
         preps.append(p)
-    bar = _progress(cfg.progress, sum(len(p.ids) for p in preps))
+    backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
+    fresh = not (Path(out) / "manifest.json").exists()
+    writer = StoreWriter(out, manifest)
+    done = writer.committed()
+    todo = []
+    for p in preps:
+        if p.trace.id in done:
+            if done[p.trace.id] != _text_sha(p.trace):
+                raise TraceError(
+                    f"trace {p.trace.id!r} is already in store {out} with a different text; "
+                    "give it another id or write a new store"
+                )
+            continue
+        todo.append(p)
+    bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
     try:
-        for c in range(0, len(preps), cfg.shard_traces):
-            chunk = preps[c : c + cfg.shard_traces]
+        for c in range(0, len(todo), cfg.shard_traces):
+            chunk = todo[c : c + cfg.shard_traces]
             results = _run_chunk(chunk, backend, lm, hooks, cfg, tok, bar)
             _write_chunk(writer, chunk, results, hooks, cfg)
+    except BaseException:
+        if fresh and not writer.committed():  # leave no empty store behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         if bar is not None:
             bar.close()

