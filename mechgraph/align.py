@@ -27,6 +27,15 @@ from mechgraph.errors import AlignmentError
 __all__ = ["align_spans", "empty_spans", "token_anchors", "token_mask"]
 
 
+_SPACE_CODES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+
+
+def _is_space(text: str) -> np.ndarray:
+    """``[c.isspace() for c in text]``, vectorised (every white space is below U+3001)."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.isin(codes, _SPACE_CODES)
+
+
 def token_anchors(text: str, offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
     """Anchor character of each token (-1 for tokens that cover no character).
 
@@ -46,7 +55,7 @@ def token_anchors(text: str, offsets: Sequence[Sequence[int]] | np.ndarray) -> n
     n = len(text)
     if off.size and (off.min() < 0 or off.max() > n):
         raise AlignmentError(f"token offsets fall outside the text (length {n})")
-    ws = np.array([c.isspace() for c in text], dtype=bool) if n else np.zeros(0, dtype=bool)
+    ws = _is_space(text)
     # nxt[i] = first index >= i that is not white space (n if none)
     idx = np.where(~ws, np.arange(n), n)
     nxt = np.minimum.accumulate(idx[::-1])[::-1] if n else idx
@@ -113,11 +122,16 @@ def align_spans(
     [(0, 2), (2, 4)]
     """
     owner = _owner(token_anchors(text, offsets), spans)
-    out = []
-    for k in range(len(spans)):
-        idx = np.flatnonzero(owner == k)
-        out.append((int(idx[0]), int(idx[-1]) + 1) if idx.size else (-1, -1))
-    return out
+    tok = np.flatnonzero(owner >= 0)
+    ks = owner[tok]
+    start = np.full(len(spans), -1, dtype=np.int64)
+    end = np.full(len(spans), -1, dtype=np.int64)
+    # owners are non-decreasing along the tokens: first and last index of each run
+    first = np.r_[True, ks[1:] != ks[:-1]] if ks.size else np.zeros(0, dtype=bool)
+    last = np.r_[ks[1:] != ks[:-1], True] if ks.size else np.zeros(0, dtype=bool)
+    start[ks[first]] = tok[first]
+    end[ks[last]] = tok[last] + 1
+    return list(zip(start.tolist(), end.tolist(), strict=True))
 
 
 def empty_spans(tok_spans: Sequence[tuple[int, int]]) -> list[int]:

@@ -127,21 +127,35 @@ class _Prepared:
     pieces: list[tuple[int, int, int, int, bool]] = field(default_factory=list)
 
 
-def _tokenize(tok: Any, full: str, trace_id: str) -> tuple[np.ndarray, np.ndarray]:
+def tokenize_traces(tok: Any, traces: Sequence[Trace]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ids and char offsets of ``prompt + text`` for each trace, in one batched call.
+
+    The tokenizer's special tokens are added, except where the prompt already starts with
+    the BOS string (no doubled BOS).
+    """
     bos = getattr(tok, "bos_token", None)
-    add_special = not (bos and full.startswith(bos))
-    try:
-        enc = tok(full, return_offsets_mapping=True, add_special_tokens=add_special)
-    except NotImplementedError as e:
-        raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
-    ids = np.asarray(enc["input_ids"], dtype=np.int64)
-    off = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    if len(ids) == 0:
-        raise TraceError(f"trace {trace_id!r}: tokenises to no token")
-    return ids, off
+    fulls = [t.prompt + t.text for t in traces]
+    out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(fulls)  # type: ignore[list-item]
+    for add_special in (True, False):
+        idx = [i for i, f in enumerate(fulls) if (not (bos and f.startswith(bos))) == add_special]
+        if not idx:
+            continue
+        try:
+            enc = tok(
+                [fulls[i] for i in idx], return_offsets_mapping=True, add_special_tokens=add_special
+            )
+        except NotImplementedError as e:
+            raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
+        for j, i in enumerate(idx):
+            ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+            if len(ids) == 0:
+                raise TraceError(f"trace {traces[i].id!r}: tokenises to no token")
+            off = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2)
+            out[i] = (ids, off)
+    return out
 
 
-def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error"):
+def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error", encoded=None):
     """Tokenise ``prompt + text`` and align the trace's steps to the ids.
 
     Returns
@@ -159,7 +173,7 @@ def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error"):
     if not trace.steps:
         raise TraceError(f"trace {trace.id!r}: has no steps (segment it first)")
     full = trace.prompt + trace.text
-    ids, off = _tokenize(tokenizer, full, trace.id)
+    ids, off = encoded if encoded is not None else tokenize_traces(tokenizer, [trace])[0]
     P = len(trace.prompt)
     steps = list(trace.steps)
     while True:
@@ -354,8 +368,9 @@ def extract(
         "config": {**asdict(cfg), "layers": layers, "segmenter": seg_name},
     }
     preps = []
-    for t in trace_list:  # tokenise and check everything before anything is written
-        ids, steps, spans = prepare_trace(t, tok, cfg.on_empty_step)
+    encoded = tokenize_traces(tok, trace_list)
+    for t, enc in zip(trace_list, encoded, strict=True):  # check all before writing anything
+        ids, steps, spans = prepare_trace(t, tok, cfg.on_empty_step, enc)
         owner = np.full(len(ids), -1, dtype=np.int64)
         for k, (a, b) in enumerate(spans):
             owner[a:b] = k

@@ -33,8 +33,10 @@ __all__ = ["SEGMENTERS", "get_segmenter", "locate_steps", "segment_text"]
 
 Span = tuple[int, int]
 
-_SENTENCE_END = ".?!"
 _MIN_CHUNK = 10
+# A boundary falls after the matched character: the first newline of "\n\n", the "\r" of
+# "\r\n\r\n", or ".", "?", "!" followed by a space or a newline (inside the split region).
+_BOUNDARY = re.compile(r"\n(?=\n)|\r(?=\n\r\n)|[.?!](?=[ \n])")
 
 
 def _strip_span(text: str, start: int, end: int) -> Span | None:
@@ -68,15 +70,11 @@ def sentence_spans(text: str) -> list[Span]:
     n = len(text) if stop < 0 else stop
     pieces: list[Span] = []
     cur = 0
-    for i in range(n):
-        boundary = text.startswith("\n\n", i) or text.startswith("\r\n\r\n", i)
-        if not boundary and text[i] in _SENTENCE_END and i < n - 1:
-            boundary = text[i + 1] in " \n"
-        if boundary:
-            span = _strip_span(text, cur, i + 1)
-            if span is not None:
-                pieces.append(span)
-                cur = i + 1
+    for m in _BOUNDARY.finditer(text, 0, n):
+        span = _strip_span(text, cur, m.start() + 1)
+        if span is not None:
+            pieces.append(span)
+            cur = m.start() + 1
     tail = _strip_span(text, cur, n)
     if tail is not None:
         pieces.append(tail)

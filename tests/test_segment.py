@@ -92,7 +92,7 @@ def test_sentences_match_thought_anchors_chunks(ta_dir):
     assert matched / total >= 0.99, matched / total
 
 
-alphabet = st.sampled_from(list("ab .?!\n\t\r,xyz0123") + ["\n\n", ". ", "</think>"])
+alphabet = st.sampled_from([*"ab .?!\n\t\r,xyz0123", "\n\n", ". ", "</think>"])
 
 
 @settings(max_examples=300, deadline=None)
