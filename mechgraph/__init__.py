@@ -21,6 +21,17 @@ from mechgraph.errors import (
     TraceError,
 )
 from mechgraph.extract import ExtractConfig, extract, prepare_trace
+from mechgraph.labels import (
+    PLANNING_TAGS,
+    TAGS,
+    RuleTagger,
+    as_labeller,
+    label_traces,
+    load_grams,
+    mine_strategic_grams,
+    planning_token_mask,
+    tag_sentences,
+)
 from mechgraph.models import LoadedModel, load_model, load_tokenizer
 from mechgraph.segment import segment_text
 from mechgraph.store import Store, open_store
@@ -29,12 +40,15 @@ from mechgraph.traces import Step, Trace, load_traces, segment_traces
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLANNING_TAGS",
+    "TAGS",
     "AlignmentError",
     "ConfigError",
     "ExtractConfig",
     "ExtractionError",
     "LoadedModel",
     "MechgraphError",
+    "RuleTagger",
     "Step",
     "Store",
     "StoreError",
@@ -42,13 +56,19 @@ __all__ = [
     "TraceError",
     "__version__",
     "align_spans",
+    "as_labeller",
     "extract",
+    "label_traces",
+    "load_grams",
     "load_model",
     "load_tokenizer",
     "load_traces",
+    "mine_strategic_grams",
     "open_store",
+    "planning_token_mask",
     "prepare_trace",
     "segment_text",
     "segment_traces",
+    "tag_sentences",
     "token_mask",
 ]

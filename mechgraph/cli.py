@@ -6,10 +6,7 @@ output atomically (nothing half-written is left behind).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +14,7 @@ from typing import Annotated
 import typer
 
 from mechgraph.errors import ConfigError, MechgraphError
+from mechgraph.io import write_jsonl_atomic
 
 app = typer.Typer(
     name="mechgraph",
@@ -45,18 +43,6 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _write_lines_atomic(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @app.command()
 def segment(
     input: Annotated[
@@ -73,17 +59,14 @@ def segment(
     from mechgraph.traces import load_traces, segment_traces
 
     traces = segment_traces(load_traces(input), method)
-    lines = [
-        json.dumps(
-            {
-                "id": t.id,
-                "steps": [{"start": s.start, "end": s.end, "text": s.text} for s in t.steps or []],
-            },
-            ensure_ascii=False,
-        )
+    records = (
+        {
+            "id": t.id,
+            "steps": [{"start": s.start, "end": s.end, "text": s.text} for s in t.steps or []],
+        }
         for t in traces
-    ]
-    _write_lines_atomic(out, lines)
+    )
+    write_jsonl_atomic(out, records)
     n = sum(len(t.steps or []) for t in traces)
     typer.echo(f"{len(traces)} traces, {n} steps -> {out}")
 
@@ -181,6 +164,18 @@ def demo(
     first = steps[steps.trace_id == steps.trace_id.iloc[0]].head(4)
     for r in first.itertuples():
         typer.echo(f"  [{r.step}] tokens {r.tok_start}-{r.tok_end}: {r.text[:70]!r}")
+
+
+def _register() -> None:
+    """Commands of the analysis stages (each lives with its stage)."""
+    from mechgraph.labels.cli import label_command
+    from probes.train import probe_command
+
+    app.command("label")(label_command)
+    app.command("probe")(probe_command)
+
+
+_register()
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mechgraph.errors import ConfigError, StoreError
+from mechgraph.io import write_json_atomic
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreWriter", "open_store", "state_key"]
 
@@ -58,19 +59,6 @@ _TRACE_HIDDEN = ("prompt", "text", "input_ids", "text_sha", "ord")
 def state_key(hook: str, pool: str) -> str:
     """Key of one state tensor in a shard, e.g. ``blocks.3.hook_resid_post/mean``."""
     return f"{hook}/{pool}"
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -298,7 +286,7 @@ class StoreWriter:
             ):
                 raise StoreError(f"{self.path}: exists and is not a mechgraph store")
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(self.path / MANIFEST, manifest)
+            write_json_atomic(self.path / MANIFEST, manifest)
             self.manifest = dict(manifest)
         (self.path / SHARDS).mkdir(exist_ok=True)
         for p in (self.path / SHARDS).glob(".tmp-*"):  # leftovers of a killed run

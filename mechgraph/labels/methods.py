@@ -1,0 +1,107 @@
+"""Labelling methods by name, and labelling traces into JSON-ready records.
+
+Methods (the ``--method`` of ``mechgraph label``):
+
+``rules``
+    :class:`~mechgraph.labels.tagger.RuleLabeller`: the eight Thought Anchors functions.
+``sg`` / ``sg:PATH``
+    :class:`~mechgraph.labels.grams.GramLabeller` with the strategic grams in ``PATH``
+    (ours, HICRA's JSON, a JSON list or a text file); bare ``sg`` uses the list shipped
+    with mechgraph (:data:`DEFAULT_GRAMS`, mined from the correct traces of the Thought
+    Anchors data with :func:`~mechgraph.labels.grams.mine_strategic_grams`).
+``probe:PATH``
+    A probe artifact saved by ``probes`` (needs the model it was trained on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mechgraph.errors import ConfigError
+from mechgraph.labels.base import Labeller, StepLabel
+from mechgraph.traces import Trace
+
+__all__ = ["DEFAULT_GRAMS", "METHODS", "get_labeller", "label_records", "label_traces"]
+
+DEFAULT_GRAMS = Path(__file__).parent / "data" / "strategic_grams.json"
+METHODS = ("rules", "sg", "sg:PATH", "probe:PATH")
+
+
+def get_labeller(
+    method: str, *, grams: str | os.PathLike[str] | None = None, **kw: Any
+) -> Labeller:
+    """A labeller from its name.
+
+    Parameters
+    ----------
+    method : str
+        ``rules``, ``sg``, ``sg:PATH`` or ``probe:PATH``.
+    grams : path, optional
+        Strategic-gram list for ``sg`` (same as ``sg:PATH``).
+    **kw
+        Passed to the labeller (e.g. ``device`` for probes).
+
+    Examples
+    --------
+    >>> get_labeller("rules").name
+    'rules'
+    """
+    kind, _, arg = str(method).partition(":")
+    kind = kind.strip().lower()
+    if kind == "rules" and not arg:
+        from mechgraph.labels.tagger import RuleLabeller
+
+        return RuleLabeller(**kw)
+    if kind == "sg":
+        from mechgraph.labels.grams import GramLabeller, load_grams
+
+        path = arg or grams or DEFAULT_GRAMS
+        return GramLabeller(load_grams(path))
+    if kind == "probe":
+        if not arg:
+            raise ConfigError("method 'probe' needs the artifact folder: probe:PATH")
+        try:
+            from probes.labeller import ProbeLabeller
+        except ImportError as e:
+            raise ConfigError(f"method 'probe:PATH' needs the probes package: {e}") from None
+        return ProbeLabeller(arg, **kw)
+    raise ConfigError(f"unknown labelling method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def label_traces(
+    traces: Sequence[Trace], method: Any = "rules", **kw: Any
+) -> list[list[StepLabel]]:
+    """Label every step of every trace (the traces must have steps).
+
+    Parameters
+    ----------
+    traces : sequence of Trace
+    method : str, Labeller or callable
+        See :func:`get_labeller`; a callable is an external labeller
+        (:mod:`mechgraph.labels.external`).
+
+    Examples
+    --------
+    >>> from mechgraph.traces import segment_traces
+    >>> ts = segment_traces([Trace("a", "Let me try another approach. So 2 + 2 = 4.")])
+    >>> [x.planning for x in label_traces(ts)[0]]
+    [True, False]
+    """
+    from mechgraph.labels.external import as_labeller
+
+    return as_labeller(method, **kw).label_traces(traces)
+
+
+def label_records(traces: Sequence[Trace], labels: Sequence[Sequence[StepLabel]]) -> list[dict]:
+    """Output records: ``{"id", "steps": [{start, end, text, tag, planning, score}]}``."""
+    out = []
+    for t, labs in zip(traces, labels, strict=True):
+        steps = [
+            {"start": s.start, "end": s.end, "text": s.text, **lab.as_dict()}
+            for s, lab in zip(t.steps or [], labs, strict=True)
+        ]
+        out.append({"id": t.id, "steps": steps})
+    return out

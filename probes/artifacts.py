@@ -1,0 +1,195 @@
+"""Save and load fitted probes: weights in safetensors, everything else in JSON.
+
+An artifact is a folder::
+
+    PROBE/
+      config.json          ProbeConfig: estimator, params, classes, target, and where the
+                           features come from (model id + fingerprint, layer, hook, pool,
+                           segmenter), plus the sweep that chose the layer
+      weights.safetensors  the fitted arrays (coef_, intercept_, mean_, ... or vectors_)
+
+No pickle: loading an artifact never runs code from it. The folder is written under a
+temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mechgraph.errors import ConfigError
+from probes.estimators import ESTIMATORS
+
+__all__ = ["FORMAT", "ProbeConfig", "load_probe", "save_probe"]
+
+FORMAT = "mechgraph.probe/1"
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+TARGETS = ("planning", "tag", "importance")
+
+
+@dataclass
+class ProbeConfig:
+    """What a probe is and which features it reads.
+
+    Parameters
+    ----------
+    estimator : {"logistic", "diffmeans", "ridge"}
+    params : dict
+        Estimator parameters.
+    target : str
+        ``planning``, ``tag`` or ``importance:COLUMN``.
+    classes : list or None
+        The classifier's classes (None for regression).
+    layer : int
+        Block whose states the probe reads.
+    hook, pool : str
+        Hook kind (``resid_post``) and pooling (``mean``) of the states.
+    model_id : str
+        Model that produced the states (``"default"`` for mechgraph's default model).
+    fingerprint : str or None
+        Weights fingerprint of that model (checked when states are re-extracted).
+    d_model : int
+        Feature dimension.
+    segmenter : str or None
+        Segmenter of the training store.
+    metrics : dict
+        Grouped-CV metrics at this layer.
+    sweep : dict
+        The whole layer sweep (:meth:`probes.sweep.SweepResult.to_dict`).
+    source : dict
+        Store path, label file, counts.
+
+    Examples
+    --------
+    >>> ProbeConfig("logistic", {}, "planning", [0, 1], 12, "resid_post", "mean",
+    ...             "default", None, 576).layer
+    12
+    """
+
+    estimator: str
+    params: dict[str, Any]
+    target: str
+    classes: list[Any] | None
+    layer: int
+    hook: str
+    pool: str
+    model_id: str
+    fingerprint: str | None
+    d_model: int
+    segmenter: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(
+                f"unknown estimator {self.estimator!r}; use one of {sorted(ESTIMATORS)}"
+            )
+        if self.target.split(":")[0] not in TARGETS:
+            raise ConfigError(
+                f"target must be planning, tag or importance[:COLUMN], not {self.target!r}"
+            )
+        if (self.classes is None) != (self.estimator == "ridge"):
+            raise ConfigError("classes are required for classifiers and absent for ridge")
+        if self.d_model < 1:
+            raise ConfigError(f"d_model must be positive, got {self.d_model}")
+        if self.format != FORMAT:
+            raise ConfigError(f"probe format {self.format!r} is not {FORMAT!r}")
+
+    @property
+    def planning_class(self) -> Any:
+        """The class that means planning (planning target: the true one)."""
+        if self.target != "planning" or not self.classes:
+            return None
+        return max(self.classes)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
+def save_probe(estimator: Any, config: ProbeConfig, path: str | os.PathLike[str]) -> Path:
+    """Write a fitted probe and its config to the folder ``path`` (replaced if present).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from probes.estimators import LinearProbe
+    >>> X = np.random.default_rng(0).normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)
+    >>> est = LinearProbe().fit(X, y)
+    >>> cfg = ProbeConfig("logistic", est.get_params(), "planning", [0, 1], 0,
+    ...                   "resid_post", "mean", "default", None, 3)
+    >>> p = save_probe(est, cfg, tempfile.mkdtemp() + "/probe")
+    >>> est2, cfg2 = load_probe(p)
+    >>> bool(np.allclose(est2.predict_proba(X), est.predict_proba(X)))
+    True
+    """
+    from safetensors.numpy import save_file
+
+    cls = ESTIMATORS[config.estimator]
+    if not isinstance(estimator, cls):
+        raise ConfigError(
+            f"config says {config.estimator!r} but the estimator is a {type(estimator).__name__}"
+        )
+    tensors = {k: np.ascontiguousarray(np.atleast_1d(v)) for k, v in estimator.tensors().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(_jsonable(asdict(config)), indent=1), encoding="utf-8")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_probe(path: str | os.PathLike[str]) -> tuple[Any, ProbeConfig]:
+    """A fitted estimator and its :class:`ProbeConfig` from an artifact folder."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    cfile, wfile = path / CONFIG, path / WEIGHTS
+    if not cfile.is_file() or not wfile.is_file():
+        raise ConfigError(f"{path}: not a probe artifact (needs {CONFIG} and {WEIGHTS})")
+    try:
+        raw = json.loads(cfile.read_text(encoding="utf-8"))
+        config = ProbeConfig(**raw)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ConfigError(f"{cfile}: invalid probe config: {e}") from None
+    tensors = load_file(str(wfile))
+    cls = ESTIMATORS[config.estimator]
+    try:
+        est = cls.from_tensors(config.params, tensors, config.classes)
+    except KeyError as e:
+        raise ConfigError(f"{wfile}: {e.args[0]}") from None
+    if est.n_features_in_ != config.d_model:
+        raise ConfigError(
+            f"{path}: weights have {est.n_features_in_} features, config says {config.d_model}"
+        )
+    return est, config

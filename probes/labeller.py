@@ -1,0 +1,142 @@
+"""``mechgraph label --method probe:PATH``: label steps with a saved probe.
+
+The probe reads pooled states of one layer of one model. For new traces those states
+are extracted first, with the model, layer, hook and pool recorded in the artifact
+(:func:`extract_states`, the one place that calls :func:`mechgraph.extract`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mechgraph.errors import ConfigError
+from mechgraph.labels.base import Labeller, StepLabel
+from mechgraph.traces import Trace
+from probes.artifacts import ProbeConfig, load_probe
+
+__all__ = ["ProbeLabeller", "extract_states"]
+
+_PLANNING = frozenset({"plan_generation", "uncertainty_management"})
+
+
+def _model_name(model_id: str) -> str:
+    from mechgraph.models import DEFAULT_MODEL_ID
+
+    return "default" if model_id in ("", "default", DEFAULT_MODEL_ID) else model_id
+
+
+def extract_states(
+    traces: Sequence[Trace],
+    config: ProbeConfig,
+    *,
+    model: Any = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> list[np.ndarray]:
+    """Pooled states of every step of every trace, as the probe was trained on.
+
+    Runs :func:`mechgraph.extract` into a temporary store with the artifact's layer,
+    hook and pool and the traces' own steps (segmenter ``given``).
+
+    Returns
+    -------
+    list of (n_steps, d_model) arrays, one per trace, in step order.
+    """
+    try:
+        from mechgraph.extract import extract
+    except ImportError as e:  # pragma: no cover - the extract module ships with mechgraph
+        raise ConfigError(f"probe labelling needs mechgraph.extract: {e}") from None
+    from mechgraph.models import load_model
+
+    if model is None:
+        model = load_model(_model_name(config.model_id), dtype=dtype, device=device)
+    fp = getattr(model, "fingerprint", None)
+    if config.fingerprint and fp and fp != config.fingerprint:
+        raise ConfigError(
+            f"the probe was trained on states of model {config.model_id!r} with weights "
+            f"fingerprint {config.fingerprint}; the model loaded has {fp}"
+        )
+    with tempfile.TemporaryDirectory(prefix="mechgraph-probe-") as tmp:
+        store = extract(
+            list(traces),
+            Path(tmp) / "store",
+            model=model,
+            layers=(config.layer,),
+            hooks=(config.hook,),
+            pools=(config.pool,),
+            segmenter="given",
+            progress=False,
+        )
+        steps = store.steps
+        X = store.states(config.layer, pool=config.pool, hook=config.hook)
+        out = []
+        for t in traces:
+            idx = np.flatnonzero(steps["trace_id"].to_numpy() == t.id)
+            idx = idx[np.argsort(steps["step"].to_numpy()[idx], kind="stable")]
+            if len(idx) != len(t.steps or []):
+                raise ConfigError(
+                    f"trace {t.id!r}: extraction gave {len(idx)} steps for {len(t.steps or [])}"
+                )
+            out.append(np.asarray(X[idx], dtype=np.float32))
+    return out
+
+
+class ProbeLabeller(Labeller):
+    """Label steps with a probe artifact (planning or tag probes).
+
+    Parameters
+    ----------
+    path : path
+        Artifact folder written by ``probes.train``.
+    model : LoadedModel, optional
+        The model to extract states with (default: load the one recorded).
+    device : str
+
+    Examples
+    --------
+    >>> lab = ProbeLabeller("runs/probe-planning")  # doctest: +SKIP
+    >>> lab.label_traces(traces)[0][0]  # doctest: +SKIP
+    StepLabel(tag='planning', planning=True, score=0.83)
+    """
+
+    name = "probe"
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, model: Any = None, device: str | None = None
+    ) -> None:
+        self.estimator, self.config = load_probe(path)
+        if self.config.classes is None:
+            raise ConfigError(
+                f"{path}: a regression probe ({self.config.target}) gives no planning label; "
+                "use a planning or tag probe"
+            )
+        self.model = model
+        self.device = device or "cpu"
+
+    def label_from_states(self, X: np.ndarray) -> list[StepLabel]:
+        """Labels of steps from their states (``(n_steps, d_model)``)."""
+        cfg = self.config
+        proba = self.estimator.predict_proba(np.asarray(X, dtype=np.float64))
+        classes = list(self.estimator.classes_)
+        if cfg.target == "planning":
+            p = proba[:, classes.index(cfg.planning_class)]
+            return [StepLabel("planning" if v >= 0.5 else "other", v >= 0.5, float(v)) for v in p]
+        plan_cols = [k for k, c in enumerate(classes) if c in _PLANNING]
+        out = []
+        for row in proba:
+            tag = str(classes[int(np.argmax(row))])
+            out.append(StepLabel(tag, tag in _PLANNING, float(row[plan_cols].sum())))
+        return out
+
+    def label_traces(self, traces: Sequence[Trace]) -> list[list[StepLabel]]:
+        states = extract_states(traces, self.config, model=self.model, device=self.device)
+        return [self.label_from_states(X) for X in states]
+
+    def label_trace(self, trace: Trace) -> list[StepLabel]:
+        return self.label_traces([trace])[0]
