@@ -169,10 +169,12 @@ def demo(
 def _register() -> None:
     """Commands of the analysis stages (each lives with its stage)."""
     from mechgraph.labels.cli import label_command
+    from mechgraph.weights.cli import weights_command
     from probes.train import probe_command
 
     app.command("label")(label_command)
     app.command("probe")(probe_command)
+    app.command("weights")(weights_command)
 
 
 _register()

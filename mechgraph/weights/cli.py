@@ -1,0 +1,141 @@
+"""``mechgraph weights``: per-token planning masks and weights for a trainer's tokenizer.
+
+Register with ``app.command("weights")(weights_command)`` in :mod:`mechgraph.cli`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mechgraph.errors import MechgraphError
+
+__all__ = ["run_weights", "weights_command"]
+
+
+def run_weights(
+    input: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    planning: str = "sg",
+    importance: str | None = None,
+    tokenizer: str = "default",
+    model: str | None = None,
+    normalize: str = "none",
+    segmenter: str = "sentences",
+    format: str | None = None,
+    device: str | None = None,
+) -> Path:
+    """Compute weights for the traces in ``input`` and write ``out``.
+
+    Parameters
+    ----------
+    input : path
+        Traces (JSONL, a Thought Anchors folder, or a folder of them).
+    out : path
+        ``.parquet`` (default), ``.jsonl`` or ``.safetensors``.
+    planning, importance, tokenizer, model, normalize, segmenter
+        See :class:`~mechgraph.weights.build.WeightsConfig`.
+    format : str, optional
+        Overrides the suffix.
+    device : str, optional
+        For ``probe:PATH``.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "t.jsonl").write_text(json.dumps({"id": "a", "text": "But wait, 1 + 1 = 2."}))
+    >>> p = run_weights(d / "t.jsonl", d / "w.parquet", tokenizer="default")  # doctest: +SKIP
+    """
+    from mechgraph.models import load_tokenizer
+    from mechgraph.traces import load_traces, segment_traces
+    from mechgraph.weights.build import WeightsConfig, token_weights
+    from mechgraph.weights.export import write_weights
+    from mechgraph.weights.sources import PlanningSource
+
+    cfg = WeightsConfig(
+        planning=planning,
+        importance=importance,
+        tokenizer=tokenizer,
+        model=model,
+        normalize=normalize,
+        segmenter=segmenter,
+    )
+    traces = load_traces(input)
+    kind = planning.partition(":")[0]
+    if kind in ("rules", "probe") and not all(t.steps for t in traces):
+        segment_traces([t for t in traces if not t.steps], segmenter)
+    kw = {"device": device} if device and kind == "probe" else {}
+    src = PlanningSource(planning, segmenter=segmenter, **kw)
+    tok = load_tokenizer(tokenizer)
+    rows = token_weights(traces, tok, cfg, planning=src)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return write_weights(out, rows, cfg, format=format, pad_id=int(pad))
+
+
+def weights_command(
+    input: Annotated[
+        Path, typer.Argument(help="Traces: JSONL, a Thought Anchors folder, or a folder of them.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output: .parquet (default), .jsonl or .safetensors."),
+    ] = Path("weights.parquet"),
+    planning: Annotated[
+        str, typer.Option("--planning", "-p", help="rules | sg | sg:PATH | probe:PATH | none")
+    ] = "sg",
+    importance: Annotated[
+        str | None,
+        typer.Option(
+            help="step:FIELD (per-step score in the traces) | receivers | entropy (need a model)."
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        str, typer.Option(help="The trainer's tokenizer: default | an HF folder.")
+    ] = "default",
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for --importance receivers / entropy (default: --tokenizer)."),
+    ] = None,
+    normalize: Annotated[
+        str, typer.Option(help="Per-completion weight scaling: none | mean | center | max.")
+    ] = "none",
+    segmenter: Annotated[
+        str, typer.Option(help="Sentence splitter for rules / probes (traces without steps).")
+    ] = "sentences",
+    format: Annotated[
+        str | None, typer.Option(help="parquet | jsonl | safetensors (default: from --out).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device for probe:PATH.")] = None,
+) -> None:
+    """Per-token planning masks and weights, keyed by the trainer's tokenizer.
+
+    Parquet / JSONL: one row per completion (id, text, input_ids, offsets, planning_mask,
+    weight, trace fields). safetensors: (B, T) input_ids, response_mask, planning_mask,
+    weight, offsets. The config is saved beside the file (FILE.config.json).
+    """
+    try:
+        path = run_weights(
+            input,
+            out,
+            planning=planning,
+            importance=importance,
+            tokenizer=tokenizer,
+            model=model,
+            normalize=normalize,
+            segmenter=segmenter,
+            format=format,
+            device=device,
+        )
+    except MechgraphError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote weights ({planning}) -> {path}", err=True)
