@@ -21,6 +21,17 @@ from mechgraph.errors import (
     TraceError,
 )
 from mechgraph.extract import ExtractConfig, extract, prepare_trace
+from mechgraph.graphs import (
+    GraphConfig,
+    MetricOptions,
+    NodeSpace,
+    NodeSpaceConfig,
+    analyze_corpus,
+    graph_table,
+    metrics_table,
+    topology_metrics,
+    trace_graph,
+)
 from mechgraph.labels import (
     PLANNING_TAGS,
     TAGS,
@@ -61,8 +72,12 @@ __all__ = [
     "ConfigError",
     "ExtractConfig",
     "ExtractionError",
+    "GraphConfig",
     "LoadedModel",
     "MechgraphError",
+    "MetricOptions",
+    "NodeSpace",
+    "NodeSpaceConfig",
     "PlanningSource",
     "RuleTagger",
     "Step",
@@ -76,8 +91,10 @@ __all__ = [
     "__version__",
     "additive_advantages",
     "align_spans",
+    "analyze_corpus",
     "as_labeller",
     "extract",
+    "graph_table",
     "hicra_advantages",
     "hicra_code_advantages",
     "label_traces",
@@ -85,6 +102,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "load_traces",
+    "metrics_table",
     "mine_strategic_grams",
     "multiplicative_advantages",
     "open_store",
@@ -96,5 +114,7 @@ __all__ = [
     "tag_sentences",
     "token_mask",
     "token_weights",
+    "topology_metrics",
+    "trace_graph",
     "write_weights",
 ]

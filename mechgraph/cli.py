@@ -168,6 +168,7 @@ def demo(
 
 def _register() -> None:
     """Commands of the analysis stages (each lives with its stage)."""
+    from mechgraph.graphs.cli import graph_command
     from mechgraph.labels.cli import label_command
     from mechgraph.weights.cli import weights_command
     from probes.train import probe_command
@@ -175,6 +176,7 @@ def _register() -> None:
     app.command("label")(label_command)
     app.command("probe")(probe_command)
     app.command("weights")(weights_command)
+    app.command("graph")(graph_command)
 
 
 _register()

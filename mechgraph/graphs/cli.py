@@ -1,0 +1,237 @@
+"""``mechgraph graph``: reasoning-graph metrics of one or more stores, one row per trace.
+
+Registered on the main app as ``app.command("graph")(graph_command)``.  Writes, all
+atomically (temp file + rename):
+
+* ``OUT`` (Parquet): ``store``, ``trace_id``, the trace fields, every metric (and null /
+  homology columns when asked);
+* ``OUT.json``: the :class:`GraphConfig`, the node space used, the stores, the aha table;
+* the fitted node space (unless ``--nodes`` was given), by default ``OUT_STEM.nodespace/``;
+* with ``--plots DIR``: trajectory maps, a few trace graphs and metric comparisons, as PNG
+  and HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+
+from mechgraph.errors import ConfigError
+
+__all__ = ["graph_command", "write_outputs"]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    if x is pd.NA or x is pd.NaT:
+        return None
+    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
+
+
+def write_outputs(
+    result: Any, out: Path, *, nodespace_path: Path | None, stores: list[Path]
+) -> None:
+    """Write the table (Parquet) and its JSON sidecar atomically."""
+    if out.suffix.lower() != ".parquet":
+        raise ConfigError(f"--out must end in .parquet, got {out}")
+    table = result.table
+    _atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
+    aha = result.aha.astype(object).where(result.aha.notna(), None)
+    doc = {
+        "format": "mechgraph.graph-metrics",
+        "version": 1,
+        "config": result.config.to_dict(),
+        "k_used": result.nodespace.k_,
+        "nodespace": str(nodespace_path) if nodespace_path else None,
+        "stores": [str(s) for s in stores],
+        "n_traces": len(table),
+        "aha": aha.to_dict(orient="records"),
+    }
+    sidecar = out.with_name(out.name + ".json")
+    _atomic_write(
+        sidecar,
+        lambda tmp: Path(tmp).write_text(
+            json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
+        ),
+    )
+
+
+def write_plots(
+    result: Any,
+    plots: Path,
+    *,
+    method: str = "umap",
+    n_graphs: int = 6,
+    metrics: tuple[str, ...] = ("n_cycles", "revisits", "diameter_norm", "small_world_sigma"),
+) -> list[Path]:
+    """Trajectory maps, trace graphs and metric comparisons under ``plots``."""
+    from mechgraph.graphs.plots import (
+        embed_2d,
+        plot_metric_comparison,
+        plot_trace_graph,
+        plot_trajectories,
+    )
+
+    plots.mkdir(parents=True, exist_ok=True)
+    corpus, written = result.corpus, []
+    steps = corpus.steps.assign(trace_id=corpus.steps["store"] + "/" + corpus.steps["trace_id"])
+    xy = embed_2d(corpus.states, method)
+    for color in ("label", "position", "store"):
+        for ext in (".png", ".html"):
+            p = plots / f"trajectories_{color}{ext}"
+            plot_trajectories(corpus.states, steps, color_by=color, coords=xy, method=method, out=p)
+            written.append(p)
+    for b in range(min(n_graphs, corpus.n_traces)):
+        lo, hi = corpus.offsets[b], corpus.offsets[b + 1]
+        store, tid = corpus.keys.iloc[b]
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{store}_{tid}")
+        for ext in (".png", ".html"):
+            p = plots / "graphs" / f"{safe}{ext}"
+            plot_trace_graph(
+                result.nodes[lo:hi], corpus.states[lo:hi], out=p, title=f"{store} / {tid}"
+            )
+            written.append(p)
+    by = result.config.group_by or "store"
+    for m in metrics:
+        for ext in (".png", ".html"):
+            p = plots / f"compare_{m}{ext}"
+            plot_metric_comparison(result.table, m, by=by, out=p)
+            written.append(p)
+    return written
+
+
+def graph_command(
+    stores: Annotated[
+        list[Path], typer.Argument(help="Store folder(s), analysed in one node space.")
+    ],
+    layer: Annotated[int, typer.Option("--layer", help="Layer of the step states.")],
+    k: Annotated[int, typer.Option("--k", help="Number of nodes (k-means clusters).")] = 200,
+    nodes: Annotated[
+        Path | None,
+        typer.Option("--nodes", help="Reuse this node space folder instead of fitting one."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (.parquet).")] = Path(
+        "metrics.parquet"
+    ),
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Write pictures (PNG + HTML) to this folder.")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Pooling of the step states.")] = "mean",
+    hook: Annotated[str, typer.Option(help="Hook kind of the step states.")] = "resid_post",
+    save_nodes: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-nodes", help="Where to save a fitted node space (default OUT_STEM.nodespace)."
+        ),
+    ] = None,
+    n_null: Annotated[
+        int, typer.Option("--n-null", help="Null draws per trace and model (0: none).")
+    ] = 0,
+    null_kinds: Annotated[str, typer.Option("--null-kinds", help="shuffle,walk")] = "shuffle,walk",
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            help="Trace field splitting the corpus (walk nulls, aha table); 'none' for one corpus.",
+        ),
+    ] = "store",
+    seed: Annotated[int, typer.Option(help="Seed of k-means and of the null baselines.")] = 0,
+    cycle_length_bound: Annotated[
+        int, typer.Option("--cycle-length-bound", help="Longest simple cycle counted.")
+    ] = 10,
+    self_loops: Annotated[
+        bool, typer.Option("--self-loops/--no-self-loops", help="Keep u->u edges.")
+    ] = False,
+    sigma_baseline: Annotated[
+        str, typer.Option("--sigma-baseline", help="analytic | sampled")
+    ] = "analytic",
+    standardize: Annotated[bool, typer.Option(help="Standardise states before k-means.")] = False,
+    pca: Annotated[int | None, typer.Option(help="PCA components before k-means.")] = None,
+    homology: Annotated[
+        bool, typer.Option(help="Add persistent-homology columns (needs ripser).")
+    ] = False,
+    homology_null: Annotated[
+        int, typer.Option("--homology-null", help="Null draws for the homology columns (slow).")
+    ] = 0,
+    plot_method: Annotated[str, typer.Option("--plot-method", help="umap | pca")] = "umap",
+) -> None:
+    """Reasoning-graph topology of each trace: cycles, revisits, diameter, small-world index."""
+    from mechgraph.graphs.corpus import GraphConfig, analyze_corpus
+    from mechgraph.graphs.metrics import MetricOptions
+    from mechgraph.graphs.nodespace import NodeSpace, NodeSpaceConfig
+
+    if not stores:
+        raise ConfigError("give at least one store folder")
+    for s in stores:
+        if not Path(s).exists():
+            raise ConfigError(f"store {s} does not exist")
+    if out.suffix.lower() != ".parquet":
+        raise ConfigError(f"--out must end in .parquet, got {out}")
+    cfg = GraphConfig(
+        layer=layer,
+        pool=pool,
+        hook=hook,
+        nodes=NodeSpaceConfig(k=k, random_state=seed, standardize=standardize, pca_components=pca),
+        metrics=MetricOptions(
+            self_loops=self_loops,
+            cycle_length_bound=cycle_length_bound,
+            sigma_baseline=sigma_baseline,
+            seed=seed,
+        ),
+        n_null=n_null,
+        null_kinds=tuple(x.strip() for x in null_kinds.split(",") if x.strip()),
+        group_by=None if group_by.lower() == "none" else group_by,
+        seed=seed,
+        homology=homology,
+        homology_null=homology_null,
+    )
+    ns = NodeSpace.load(nodes) if nodes is not None else None
+    result = analyze_corpus([str(s) for s in stores], cfg, nodespace=ns)
+    ns_path = nodes
+    if nodes is None:
+        ns_path = save_nodes or out.with_name(out.stem + ".nodespace")
+        result.nodespace.save(ns_path)
+    write_outputs(result, out, nodespace_path=ns_path, stores=list(stores))
+    t = result.table
+    typer.echo(f"{len(t)} traces, {result.nodespace.k_} nodes -> {out}")
+    by = cfg.group_by or "store"
+    cols = [
+        c
+        for c in ("n_steps", "n_cycles", "revisits", "diameter_norm", "small_world_sigma")
+        if c in t
+    ]
+    summary = (
+        t.groupby(by, dropna=False)[cols].mean(numeric_only=True) if by in t else t[cols].mean()
+    )
+    typer.echo(summary.to_string())
+    for _, r in result.aha.iterrows():
+        typer.echo(
+            f"aha [{r['group']}] returns at reconsideration ({r['marker_source']}): "
+            f"OR {r['odds_ratio']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}], "
+            f"Fisher p {r['p_fisher']:.3g}, {r['n_eligible']} steps"
+        )
+    if plots is not None:
+        written = write_plots(result, plots, method=plot_method)
+        typer.echo(f"{len(written)} pictures -> {plots}")

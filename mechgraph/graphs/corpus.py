@@ -1,0 +1,403 @@
+"""From activation stores to one metrics table: node space, paths, metrics, nulls, aha.
+
+The stores are duck-typed (see :class:`mechgraph.store.Store`): ``.steps`` (one row per step,
+contiguous per trace, ordered by ``step``), ``.traces``, ``.states(layer, pool, hook)`` and
+``.path``.  Several stores are analysed in one shared node space, so that their traces can
+be compared node for node; a ``store`` column tells them apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mechgraph.errors import ConfigError, StoreError
+from mechgraph.graphs.aha import aha_table, reconsideration_mask
+from mechgraph.graphs.metrics import MetricOptions
+from mechgraph.graphs.nodespace import NodeSpace, NodeSpaceConfig, stack_states
+from mechgraph.graphs.nulls import NULL_KINDS, null_zscores
+from mechgraph.graphs.paths import offsets_from_ids, step_distances
+from mechgraph.graphs.topology import metrics_table
+
+__all__ = [
+    "TRACE_FIELDS",
+    "Corpus",
+    "GraphConfig",
+    "GraphResult",
+    "analyze_corpus",
+    "graph_table",
+    "load_corpus",
+]
+
+#: Trace fields copied from the stores into the metrics table (when present).
+TRACE_FIELDS: tuple[str, ...] = ("model", "checkpoint", "correct", "answer")
+
+
+@dataclass
+class GraphConfig:
+    """Everything that determines a metrics table (saved next to it).
+
+    Parameters
+    ----------
+    layer : int
+        Layer of the step states.
+    pool, hook : str
+        Pooling and hook kind of the step states (store names).
+    nodes : NodeSpaceConfig
+        How the node space is fitted when none is given.
+    metrics : MetricOptions
+        Options of the topology metrics.
+    n_null : int
+        Draws per null model (0: no null baselines; else >= 2).
+    null_kinds : tuple of str
+        Null models (``"shuffle"``, ``"walk"``).
+    group_by : str or None
+        Trace column that splits the corpus (default ``"store"``): each group has its own
+        transition matrix in the walk null and its own row in the aha table.
+    seed : int
+        Seed of the null baselines (and of the homology nulls).
+    homology : bool
+        Add persistent-homology columns (needs ripser).
+    homology_null : int
+        Null draws for the homology columns (0: none; each draw costs a ripser run per
+        trace, seconds for a trace of a few hundred steps).
+    aha_source : {"auto", "labels", "lexicon"}
+        Where reconsideration steps come from (see :func:`reconsideration_mask`).
+    """
+
+    layer: int
+    pool: str = "mean"
+    hook: str = "resid_post"
+    nodes: NodeSpaceConfig = field(default_factory=NodeSpaceConfig)
+    metrics: MetricOptions = field(default_factory=MetricOptions)
+    n_null: int = 0
+    null_kinds: tuple[str, ...] = NULL_KINDS
+    group_by: str | None = "store"
+    seed: int = 0
+    homology: bool = False
+    homology_null: int = 0
+    aha_source: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.nodes, dict):
+            self.nodes = NodeSpaceConfig(**self.nodes)
+        if isinstance(self.metrics, dict):
+            self.metrics = MetricOptions(**self.metrics)
+        self.null_kinds = tuple(self.null_kinds)
+        for name in ("n_null", "homology_null"):
+            v = getattr(self, name)
+            if v != 0 and v < 2:
+                raise ConfigError(f"{name} must be 0 or >= 2, got {v}")
+        bad = [k for k in self.null_kinds if k not in NULL_KINDS]
+        if bad or not self.null_kinds:
+            raise ConfigError(
+                f"null_kinds must be a non-empty subset of {NULL_KINDS}, got {self.null_kinds}"
+            )
+        if self.aha_source not in ("auto", "labels", "lexicon"):
+            raise ConfigError(
+                f"aha_source must be 'auto', 'labels' or 'lexicon', got {self.aha_source!r}"
+            )
+        if not isinstance(self.layer, int | np.integer):
+            raise ConfigError(f"layer must be an int, got {self.layer!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["null_kinds"] = list(self.null_kinds)
+        return d
+
+
+@dataclass
+class Corpus:
+    """Steps and states of one or more stores, stacked in store order.
+
+    ``steps`` has a ``store`` column; ``offsets`` splits the rows into traces, whose
+    ``(store, trace_id)`` are in ``keys``; ``traces`` lists every trace (with or without
+    steps) with the :data:`TRACE_FIELDS` present.
+    """
+
+    steps: pd.DataFrame
+    states: np.ndarray
+    traces: pd.DataFrame
+    offsets: np.ndarray
+    keys: pd.DataFrame
+
+    @property
+    def n_traces(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class GraphResult:
+    """What :func:`analyze_corpus` returns."""
+
+    table: pd.DataFrame
+    nodespace: NodeSpace
+    corpus: Corpus
+    nodes: np.ndarray
+    aha: pd.DataFrame
+    config: GraphConfig
+
+
+def _open(store: Any) -> Any:
+    if isinstance(store, str | os.PathLike):
+        from mechgraph.store import open_store
+
+        return open_store(store)
+    return store
+
+
+def _store_names(stores: Sequence[Any]) -> list[str]:
+    names: list[str] = []
+    for i, s in enumerate(stores):
+        base = Path(str(getattr(s, "path", f"store{i}"))).name or f"store{i}"
+        name, j = base, 1
+        while name in names:
+            j += 1
+            name = f"{base}#{j}"
+        names.append(name)
+    return names
+
+
+def load_corpus(
+    stores: Sequence[Any], layer: int, pool: str = "mean", hook: str = "resid_post"
+) -> Corpus:
+    """Stack the steps and the ``(layer, pool, hook)`` states of several stores.
+
+    Parameters
+    ----------
+    stores : sequence of Store or path
+    layer, pool, hook
+        Which states (see ``Store.states``).
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    StoreError
+        When a store's states and steps disagree in length, or a trace's steps are not
+        contiguous and ordered.
+    ConfigError
+        When the stores hold no step at all, or their state widths differ.
+    """
+    if isinstance(stores, str | os.PathLike) or hasattr(stores, "steps"):
+        stores = [stores]
+    stores = [_open(s) for s in stores]
+    if not stores:
+        raise ConfigError("no store given")
+    names = _store_names(stores)
+    step_frames, state_arrays, trace_frames = [], [], []
+    for name, s in zip(names, stores, strict=True):
+        steps = s.steps
+        st = np.asarray(s.states(layer, pool=pool, hook=hook))
+        if st.shape[0] != len(steps):
+            raise StoreError(f"store {name}: {st.shape[0]} state rows for {len(steps)} steps")
+        if len(steps):
+            off, _ = offsets_from_ids(steps["trace_id"].astype(str))
+            if "step" in steps:
+                step = steps["step"].to_numpy()
+                inner = np.ones(len(steps), bool)
+                inner[off[:-1]] = False
+                if np.any(np.diff(step)[inner[1:]] <= 0):
+                    raise StoreError(f"store {name}: steps of a trace are not ordered by 'step'")
+        steps = steps.assign(store=name)
+        step_frames.append(steps)
+        state_arrays.append(st)
+        tr = s.traces
+        cols = ["trace_id", *[c for c in TRACE_FIELDS if c in tr.columns]]
+        trace_frames.append(
+            tr[cols].assign(store=name) if len(tr) else pd.DataFrame(columns=[*cols, "store"])
+        )
+    steps = pd.concat(step_frames, ignore_index=True)
+    if len(steps) == 0:
+        raise ConfigError(f"the store(s) {', '.join(names)} hold no steps: nothing to analyse")
+    steps["trace_id"] = steps["trace_id"].astype(str)
+    states = stack_states([a for a in state_arrays if a.shape[0]])
+    key = steps["store"].astype(str) + "\x1f" + steps["trace_id"]
+    offsets, run_keys = offsets_from_ids(key)
+    keys = pd.DataFrame([k.split("\x1f", 1) for k in run_keys], columns=["store", "trace_id"])
+    traces = pd.concat(trace_frames, ignore_index=True)
+    traces["trace_id"] = traces["trace_id"].astype(str)
+    return Corpus(steps=steps, states=states, traces=traces, offsets=offsets, keys=keys)
+
+
+def _groups(corpus: Corpus, group_by: str | None) -> np.ndarray | None:
+    if group_by is None:
+        return None
+    if group_by == "store":
+        return corpus.keys["store"].to_numpy(dtype=object)
+    if group_by not in corpus.traces.columns:
+        raise ConfigError(
+            f"group_by={group_by!r} is not a trace field; have {list(corpus.traces.columns)}"
+        )
+    m = corpus.keys.merge(
+        corpus.traces[["store", "trace_id", group_by]].drop_duplicates(["store", "trace_id"]),
+        on=["store", "trace_id"],
+        how="left",
+    )
+    return m[group_by].astype(str).to_numpy(dtype=object)
+
+
+def _aha(corpus: Corpus, nodes: np.ndarray, groups: np.ndarray | None, source: str) -> pd.DataFrame:
+    """Aha table per group; each group picks its marker source (labels or lexicon) itself."""
+    steps = corpus.steps
+    seg = np.repeat(np.arange(corpus.n_traces), np.diff(corpus.offsets))
+    per_trace = np.array(["all"] * corpus.n_traces, dtype=object) if groups is None else groups
+    step_group = per_trace[seg]
+    markers = np.zeros(len(steps), bool)
+    sources = {}
+    for g in pd.unique(pd.Series(per_trace)):
+        sel = step_group == g
+        markers[sel], sources[g] = reconsideration_mask(
+            steps["text"][sel] if "text" in steps else None,
+            steps["label"][sel] if "label" in steps else None,
+            source=source,
+        )
+    aha = aha_table(nodes, corpus.offsets, markers, groups=per_trace)
+    aha.insert(1, "marker_source", aha["group"].map(sources))
+    return aha
+
+
+def analyze_corpus(
+    stores: Sequence[Any],
+    config: GraphConfig,
+    *,
+    nodespace: NodeSpace | None = None,
+) -> GraphResult:
+    """Fit (or reuse) the node space, then compute the per-trace table and the aha test.
+
+    Parameters
+    ----------
+    stores : sequence of Store or path
+    config : GraphConfig
+    nodespace : NodeSpace, optional
+        A fitted node space to map the stores into (its layer, when recorded, must match).
+
+    Returns
+    -------
+    GraphResult
+        ``table``: one row per trace: ``store``, ``trace_id``, the trace fields, every
+        metric of :data:`mechgraph.graphs.METRIC_COLUMNS` (and null / homology columns when
+        asked).  Traces without steps get ``n_steps = 0`` and missing metrics.
+    """
+    corpus = load_corpus(stores, config.layer, config.pool, config.hook)
+    if nodespace is None:
+        nodespace = NodeSpace(config.nodes).fit(
+            corpus.states,
+            layer=config.layer,
+            pool=config.pool,
+            hook=config.hook,
+            sources=sorted(set(corpus.keys["store"])),
+        )
+    else:
+        for name in ("layer", "pool", "hook"):
+            have = nodespace.meta.get(name)
+            if have is not None and have != getattr(config, name):
+                raise ConfigError(
+                    f"the node space was fitted on {name}={have!r}, not {getattr(config, name)!r}"
+                )
+    nodes = nodespace.predict(corpus.states)
+    dists = step_distances(corpus.states, corpus.offsets)
+    table = metrics_table(nodes, corpus.offsets, distances=dists, options=config.metrics)
+    groups = _groups(corpus, config.group_by)
+    parts = [corpus.keys, table]
+    if config.n_null:
+        parts.append(
+            null_zscores(
+                nodes,
+                corpus.offsets,
+                vectors=corpus.states,
+                n_null=config.n_null,
+                kinds=config.null_kinds,
+                groups=groups,
+                seed=config.seed,
+                options=config.metrics,
+            )
+        )
+    if config.homology:
+        from mechgraph.graphs.homology import homology_table
+
+        parts.append(
+            homology_table(
+                corpus.states,
+                corpus.offsets,
+                nodes=nodes,
+                n_null=config.homology_null,
+                kinds=config.null_kinds,
+                groups=groups,
+                seed=config.seed,
+            )
+        )
+    per_trace = pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
+    traces = corpus.traces.drop_duplicates(["store", "trace_id"])
+    full = traces.merge(per_trace, on=["store", "trace_id"], how="left", sort=False)
+    known = pd.MultiIndex.from_frame(traces[["store", "trace_id"]])
+    orphan = ~pd.MultiIndex.from_frame(per_trace[["store", "trace_id"]]).isin(known)
+    if orphan.any():  # steps of a trace missing from .traces: keep them, fields unknown
+        full = pd.concat([full, per_trace[orphan]], ignore_index=True)
+    full["n_steps"] = full["n_steps"].fillna(0).astype("Int64")
+    lead = ["store", "trace_id", *[c for c in TRACE_FIELDS if c in full.columns]]
+    full = full[lead + [c for c in full.columns if c not in lead]]
+    aha = _aha(corpus, nodes, groups, config.aha_source)
+    corpus.steps["node"] = nodes
+    return GraphResult(
+        table=full, nodespace=nodespace, corpus=corpus, nodes=nodes, aha=aha, config=config
+    )
+
+
+def graph_table(
+    stores: Sequence[Any],
+    layer: int,
+    *,
+    nodespace: NodeSpace | None = None,
+    k: int = 200,
+    pool: str = "mean",
+    hook: str = "resid_post",
+    n_null: int = 0,
+    seed: int = 0,
+    **metric_options: Any,
+) -> pd.DataFrame:
+    """One row of topology metrics per trace of the given stores (a shortcut).
+
+    Parameters
+    ----------
+    stores : sequence of Store or path
+    layer : int
+    nodespace : NodeSpace, optional
+        Reuse these nodes; otherwise a K-means node space with ``k`` nodes is fitted on
+        all the stores together.
+    k : int, default 200
+    pool, hook : str
+    n_null : int, default 0
+        Null draws per model (z-score columns when >= 2).
+    seed : int
+    **metric_options
+        Fields of :class:`mechgraph.graphs.MetricOptions`.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> table = graph_table(["runs/a", "runs/b"], layer=12)  # doctest: +SKIP
+    >>> table.groupby("model")["n_cycles"].mean()  # doctest: +SKIP
+    """
+    cfg = GraphConfig(
+        layer=layer,
+        pool=pool,
+        hook=hook,
+        nodes=NodeSpaceConfig(k=k),
+        metrics=MetricOptions(**metric_options),
+        n_null=n_null,
+        seed=seed,
+    )
+    return analyze_corpus(stores, cfg, nodespace=nodespace).table
