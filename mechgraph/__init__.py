@@ -32,6 +32,12 @@ from mechgraph.graphs import (
     topology_metrics,
     trace_graph,
 )
+from mechgraph.importance import (
+    counterfactual_importance,
+    receiver_scores,
+    steer_test,
+    suppression_matrix,
+)
 from mechgraph.labels import (
     PLANNING_TAGS,
     TAGS,
@@ -93,6 +99,7 @@ __all__ = [
     "align_spans",
     "analyze_corpus",
     "as_labeller",
+    "counterfactual_importance",
     "extract",
     "graph_table",
     "hicra_advantages",
@@ -109,8 +116,11 @@ __all__ = [
     "planning_token_mask",
     "prepare_trace",
     "read_weights",
+    "receiver_scores",
     "segment_text",
     "segment_traces",
+    "steer_test",
+    "suppression_matrix",
     "tag_sentences",
     "token_mask",
     "token_weights",

@@ -169,6 +169,7 @@ def demo(
 def _register() -> None:
     """Commands of the analysis stages (each lives with its stage)."""
     from mechgraph.graphs.cli import graph_command
+    from mechgraph.importance.cli import importance_command
     from mechgraph.labels.cli import label_command
     from mechgraph.weights.cli import weights_command
     from probes.train import probe_command
@@ -177,6 +178,7 @@ def _register() -> None:
     app.command("probe")(probe_command)
     app.command("weights")(weights_command)
     app.command("graph")(graph_command)
+    app.command("importance")(importance_command)
 
 
 _register()

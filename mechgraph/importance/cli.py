@@ -1,0 +1,173 @@
+"""``mechgraph importance``: per-sentence importance scores of traces, written atomically.
+
+The lead registers :func:`importance_command` on the app:
+``app.command("importance")(importance_command)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+
+from mechgraph.errors import ConfigError, MechgraphError, TraceError
+
+__all__ = ["importance_command", "run_importance"]
+
+METHODS = ("receivers", "suppression", "resampling")
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def matrices_path(out: Path) -> Path:
+    """Where the matrices of a table ``out`` go: ``out`` with suffix ``.safetensors``."""
+    return Path(out).with_suffix(".safetensors")
+
+
+def run_importance(
+    traces: list[Any],
+    method: str,
+    *,
+    lm: Any = None,
+    max_tokens: int | None = None,
+    top_k: int = 20,
+    batch_size: int = 4,
+    n_rollouts: int = 10,
+    adaptive: bool = False,
+    max_new_tokens: int = 512,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Scores of every trace x sentence and the per-trace matrices (for :func:`importance_command`).
+
+    Examples
+    --------
+    >>> table, mats = run_importance(traces, "suppression", lm=lm, max_tokens=512)  # doctest: +SKIP
+    """
+    from mechgraph.importance._common import prepare
+    from mechgraph.importance.receivers import receiver_scores
+    from mechgraph.importance.resampling import (
+        HFGenerator,
+        MiniLMEmbedder,
+        adaptive_importance,
+        counterfactual_importance,
+    )
+    from mechgraph.importance.suppression import suppression_matrix
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    rows: list[dict[str, Any]] = []
+    mats: dict[str, np.ndarray] = {}
+    emb = MiniLMEmbedder() if method == "resampling" else None
+    for t in traces:
+        try:
+            p = prepare(t, lm.tokenizer, max_tokens=max_tokens)
+            cols: dict[str, np.ndarray] = {}
+            if method == "receivers":
+                r = receiver_scores(lm, p, top_k=top_k)
+                cols["receiver_score"] = r.scores
+                mats[f"{t.id}/vertical"] = r.vertical.astype(np.float32)
+                mats[f"{t.id}/heads"] = r.heads
+            elif method == "suppression":
+                r = suppression_matrix(lm, p, batch_size=batch_size)
+                cols["suppression_score"] = r.scores()
+                mats[f"{t.id}/suppression"] = r.matrix.astype(np.float32)
+            else:
+                from dataclasses import replace
+
+                tt = replace(t, text=t.text[: p.steps[-1].end], steps=p.steps)
+                gen = HFGenerator(lm, max_new_tokens=max_new_tokens)
+                fn = adaptive_importance if adaptive else counterfactual_importance
+                r = fn(tt, gen, emb, n_rollouts=n_rollouts)
+                cols |= {
+                    "counterfactual_kl": r.kl,
+                    "counterfactual_accuracy": r.accuracy,
+                    "different_fraction": r.different_fraction,
+                }
+        except MechgraphError as e:
+            msg = str(e) if repr(t.id) in str(e) else f"trace {t.id!r}: {e}"
+            raise type(e)(msg) from e
+        except Exception as e:
+            raise TraceError(f"trace {t.id!r}: {method} failed: {e}") from e
+        for k, s in enumerate(p.steps):
+            row = {"trace_id": t.id, "step": k, "label": s.label, "text": s.text}
+            row |= {c: float(v[k]) for c, v in cols.items()}
+            rows.append(row)
+    return pd.DataFrame(rows), mats
+
+
+def importance_command(
+    input: Annotated[
+        Path, typer.Argument(help="Traces: JSONL, a Thought Anchors folder, or a folder of them.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Table: .parquet or .jsonl (matrices: .safetensors next to it)."
+        ),
+    ],
+    method: Annotated[str, typer.Option(help="receivers | suppression | resampling")] = "receivers",
+    model: Annotated[str, typer.Option(help="'default', an HF folder or cached id.")] = "default",
+    segmenter: Annotated[str, typer.Option(help="Used where traces carry no steps.")] = "sentences",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Truncate each trace to whole sentences within N tokens.")
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Receiver heads.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Suppressed sentences per batch.")] = 4,
+    n_rollouts: Annotated[int, typer.Option(help="Rollouts per position (resampling).")] = 10,
+    adaptive: Annotated[bool, typer.Option(help="Adaptive rollouts (20% budget).")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Rollout length (resampling).")] = 512,
+    dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16.")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda ...")] = "cpu",
+) -> None:
+    """Per-sentence importance: receiver heads, attention suppression or resampling."""
+    from safetensors.numpy import save_file
+
+    from mechgraph.models import load_model
+    from mechgraph.traces import load_traces, segment_traces
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if out.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError(f"--out must end in .parquet or .jsonl, got {out.name!r}")
+    traces = load_traces(input)
+    if not all(t.steps for t in traces):
+        traces = segment_traces(traces, segmenter)
+    lm = load_model(model, dtype=dtype, device=device)
+    table, mats = run_importance(
+        traces,
+        method,
+        lm=lm,
+        max_tokens=max_tokens,
+        top_k=top_k,
+        batch_size=batch_size,
+        n_rollouts=n_rollouts,
+        adaptive=adaptive,
+        max_new_tokens=max_new_tokens,
+    )
+    if out.suffix == ".parquet":
+        _atomic(out, lambda p: table.to_parquet(p, index=False))
+    else:
+        _atomic(out, lambda p: table.to_json(p, orient="records", lines=True, force_ascii=False))
+    if mats:
+        meta = {"method": method, "model": lm.model_id}
+        _atomic(
+            matrices_path(out),
+            lambda p: save_file(
+                {k: np.ascontiguousarray(v) for k, v in mats.items()}, p, metadata=meta
+            ),
+        )
+    typer.echo(f"{len(traces)} traces, {len(table)} sentences -> {out}")

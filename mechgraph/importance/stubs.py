@@ -1,0 +1,71 @@
+"""Stub generator and embedder with known behaviour, for tests and cost studies."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mechgraph.traces import Trace
+
+__all__ = ["HashEmbedder", "StubGenerator"]
+
+
+class HashEmbedder:
+    """Equal strings get equal unit vectors; different strings nearly orthogonal ones."""
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.strip().encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows)
+
+
+@dataclass
+class StubGenerator:
+    """Rollouts with a known answer distribution per position.
+
+    Resampling at sentence i: with probability ``p_dissimilar[i]`` the first sentence is
+    new text (dissimilar) and the answer is correct with probability ``acc_dissimilar[i]``;
+    otherwise the original sentence is kept and the answer is correct with probability
+    ``acc_keep[i]``. Position ``S`` (after the last sentence) always keeps and uses
+    ``acc_keep[S]``. Wrong answers are drawn from ``wrong`` uniformly. So the true
+    accuracy importance of sentence i (when ``p_dissimilar[i] > 0``) is
+    ``acc_dissimilar[i] - (1 - p_dissimilar[i+1]) acc_keep[i+1] - p_dissimilar[i+1] acc_dissimilar[i+1]``.
+    """
+
+    trace: Trace
+    p_dissimilar: np.ndarray
+    acc_dissimilar: np.ndarray
+    acc_keep: np.ndarray
+    correct: str = "42"
+    wrong: tuple[str, ...] = ("41", "43", "7")
+
+    def __post_init__(self) -> None:
+        steps = self.trace.steps or []
+        self._pos = {len(self.trace.prompt) + s.start: i for i, s in enumerate(steps)}
+        self._pos[len(self.trace.prompt) + steps[-1].end] = len(steps)
+        self.calls = 0
+
+    def sample(self, prefix: str, n: int, *, seed: int) -> list[str]:
+        self.calls += n
+        i = self._pos[len(prefix)]
+        steps = self.trace.steps or []
+        rng = np.random.default_rng(seed)
+        out = []
+        for k in range(n):
+            if i < len(steps) and rng.random() < self.p_dissimilar[i]:
+                sent, acc = f"Another idea number {rng.integers(1 << 30)}.", self.acc_dissimilar[i]
+            else:
+                sent = steps[i].text if i < len(steps) else "Done."
+                acc = self.acc_keep[i]
+            ans = self.correct if rng.random() < acc else self.wrong[rng.integers(len(self.wrong))]
+            out.append(f"{sent} More reasoning {k}. \\boxed{{{ans}}}")
+        return out
