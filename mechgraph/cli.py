@@ -147,23 +147,54 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder.")]) -> None
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the store.")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the outputs.")] = Path(
         "runs/sample"
     ),
     layers: Annotated[str, typer.Option(help="Blocks to read.")] = "3,15,27",
 ) -> None:
-    """The main job on the embedded default: bundled sample traces -> default model -> store."""
-    from mechgraph.extract import extract as run
+    """The main job on the embedded default: sample traces -> store -> labels, graphs, weights."""
+    import warnings
+
+    import mechgraph as mg
 
     src = sample_path()
     typer.echo(f"sample traces: {src}")
-    store = run(src, out, model="default", layers=_ints(layers), pools=("mean", "last"))
+    traces = mg.segment_traces(mg.load_traces(src), "sentences")
+    store = mg.extract(
+        traces, out / "store", model="default", layers=_ints(layers), pools=("mean", "last")
+    )
     typer.echo(store.summary())
-    steps = store.steps
-    typer.echo("\nfirst steps of the first trace:")
-    first = steps[steps.trace_id == steps.trace_id.iloc[0]].head(4)
-    for r in first.itertuples():
-        typer.echo(f"  [{r.step}] tokens {r.tok_start}-{r.tok_end}: {r.text[:70]!r}")
+
+    typer.echo("\nplanning steps (rule tagger):")
+    for t, labels in zip(traces, mg.label_traces(traces, "rules"), strict=True):
+        plans = [s.text for s, lab in zip(t.steps or [], labels, strict=True) if lab.planning]
+        typer.echo(
+            f"  {t.id}: {len(plans)}/{len(labels)}  e.g. {plans[0][:60]!r}"
+            if plans
+            else f"  {t.id}: 0"
+        )
+
+    layer = max(store.layers)
+    with warnings.catch_warnings():  # six short traces: fewer steps than K=200 nodes
+        warnings.simplefilter("ignore")
+        table = mg.graph_table([store], layer=layer, k=12)
+    cols = ["trace_id", "n_steps", "loop_count", "revisits", "n_cycles", "diameter_norm"]
+    typer.echo(f"\nreasoning graphs (block {layer}, 12 nodes):")
+    typer.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+    rows = mg.token_weights(traces, store_tokenizer(store), mg.WeightsConfig(planning="rules"))
+    path = mg.write_weights(out / "weights.parquet", rows)
+    share = sum(float(r.planning_share) * r.n_tokens for r in rows) / sum(r.n_tokens for r in rows)
+    typer.echo(f"\nHICRA token weights -> {path}  (planning tokens: {share:.1%})")
+
+
+def store_tokenizer(store):
+    """The tokenizer a store was written with (the default model's for the demo)."""
+    from mechgraph.models import load_tokenizer
+
+    return load_tokenizer(
+        "default" if store.model_id.startswith("HuggingFaceTB/SmolLM2") else store.model_id
+    )
 
 
 def _register() -> None:

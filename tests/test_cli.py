@@ -70,12 +70,15 @@ def test_extract_with_unknown_layer_fails_cleanly(tiny_model_dir, tmp_path):
 
 @pytest.mark.model
 def test_demo_end_to_end_on_default_model(tmp_path):
-    """The README's main job: bundled sample -> default model -> store -> summary."""
+    """The README's main job: sample -> default model -> store -> labels, graphs, weights."""
     out = tmp_path / "sample"
     proc = run("demo", "--out", out)
     assert "traces     6" in proc.stdout and "SmolLM2-135M-Instruct" in proc.stdout
-    store = mg.open_store(out)
+    assert "planning steps" in proc.stdout and "loop_count" in proc.stdout
+    store = mg.open_store(out / "store")
     assert store.layers == [3, 15, 27] and store.pools == ["mean", "last"]
     assert store.states(15).shape == (len(store.steps), 576)
-    info = run("info", out).stdout
+    rows = mg.read_weights(out / "weights.parquet")
+    assert len(rows) == 6
+    info = run("info", out / "store").stdout
     assert "blocks.15.hook_resid_post" in info
