@@ -265,7 +265,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tokenizer", default="default", help="tokenizer of the random model")
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--out", default="benchmarks/results/extract.json")
+    ap.add_argument("--out", default="benchmarks/results/extract_cpu.json")
     args = ap.parse_args()
     torch.manual_seed(0)
     lm = load(args)
