@@ -41,6 +41,23 @@ def _standardise(X: np.ndarray, on: bool, w=None) -> tuple[np.ndarray, np.ndarra
     return mean, np.where(scale > 1e-12, scale, 1.0)
 
 
+class _ScoresToClassesMixin:
+    """``predict_proba`` and ``predict`` from ``decision_function`` (sigmoid / softmax)."""
+
+    def predict_proba(self, X):
+        d = self.decision_function(X)
+        if d.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-np.clip(d, -500, 500)))
+            return np.column_stack([1 - p, p])
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        d = self.decision_function(X)
+        idx = (d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)
+        return self.classes_[idx]
+
+
 class _TensorMixin:
     """Export / import the fitted state as a dict of arrays (for safetensors)."""
 
@@ -67,7 +84,7 @@ class _TensorMixin:
         return est
 
 
-class LinearProbe(_TensorMixin, ClassifierMixin, BaseEstimator):
+class LinearProbe(_ScoresToClassesMixin, _TensorMixin, ClassifierMixin, BaseEstimator):
     """Standardise the features, then logistic regression.
 
     Parameters
@@ -131,19 +148,6 @@ class LinearProbe(_TensorMixin, ClassifierMixin, BaseEstimator):
         d = X @ self.coef_.T + self.intercept_
         return d.ravel() if d.shape[1] == 1 else d
 
-    def predict_proba(self, X):
-        d = self.decision_function(X)
-        if d.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-np.clip(d, -500, 500)))
-            return np.column_stack([1 - p, p])
-        e = np.exp(d - d.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        d = self.decision_function(X)
-        idx = (d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)
-        return self.classes_[idx]
-
 
 class RidgeProbe(_TensorMixin, RegressorMixin, BaseEstimator):
     """Standardise the features, then ridge regression (for importance scores).
@@ -189,7 +193,7 @@ class RidgeProbe(_TensorMixin, RegressorMixin, BaseEstimator):
         return X @ self.coef_.T + self.intercept_
 
 
-class DiffMeansProbe(_TensorMixin, ClassifierMixin, BaseEstimator):
+class DiffMeansProbe(_ScoresToClassesMixin, _TensorMixin, ClassifierMixin, BaseEstimator):
     """Difference-of-means direction(s), as steering vectors and as a classifier.
 
     For each class ``c`` the vector is ``mean(X[y == c]) - mean(X[y != c])`` (binary:
@@ -272,19 +276,6 @@ class DiffMeansProbe(_TensorMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         d = self.slopes_ * (self.project(X) - self.thresholds_)
         return d[:, 0] if len(self.classes_) == 2 else d
-
-    def predict_proba(self, X):
-        d = self.decision_function(X)
-        if d.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-np.clip(d, -500, 500)))
-            return np.column_stack([1 - p, p])
-        e = np.exp(d - d.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        d = self.decision_function(X)
-        idx = (d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)
-        return self.classes_[idx]
 
 
 ESTIMATORS: dict[str, type] = {

@@ -14,8 +14,6 @@ atomically (temp file + rename):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,20 +22,9 @@ import pandas as pd
 import typer
 
 from mechgraph.errors import ConfigError
+from mechgraph.io import write_atomic
 
 __all__ = ["graph_command", "write_outputs"]
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_default(x: Any) -> Any:
@@ -57,7 +44,7 @@ def write_outputs(
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out must end in .parquet, got {out}")
     table = result.table
-    _atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
+    write_atomic(out, lambda tmp: table.to_parquet(tmp, index=False))
     aha = result.aha.astype(object).where(result.aha.notna(), None)
     doc = {
         "format": "mechgraph.graph-metrics",
@@ -70,7 +57,7 @@ def write_outputs(
         "aha": aha.to_dict(orient="records"),
     }
     sidecar = out.with_name(out.name + ".json")
-    _atomic_write(
+    write_atomic(
         sidecar,
         lambda tmp: Path(tmp).write_text(
             json.dumps(doc, indent=2, default=_json_default, allow_nan=True)

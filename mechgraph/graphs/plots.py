@@ -9,7 +9,6 @@ nothing beyond scikit-learn.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pandas as pd
 
 from mechgraph.errors import ConfigError
 from mechgraph.graphs.paths import _as_path, offsets_from_ids, trace_graph
+from mechgraph.io import atomic_path
 
 __all__ = [
     "embed_2d",
@@ -51,19 +51,12 @@ def save_figure(fig: Any, out: str | os.PathLike[str]) -> Path:
     suffix = out.suffix.lower()
     if suffix not in (*_STATIC, ".html"):
         raise ConfigError(f"unsupported figure format {suffix!r}: use .png, .svg, .pdf or .html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         if suffix == ".html":
             fig.write_html(tmp, include_plotlyjs="directory")
         else:
             fig.savefig(tmp, dpi=150, bbox_inches="tight")
             _mpl().close(fig)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 

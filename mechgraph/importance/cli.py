@@ -6,8 +6,6 @@ The lead registers :func:`importance_command` on the app:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,22 +14,11 @@ import pandas as pd
 import typer
 
 from mechgraph.errors import ConfigError, MechgraphError, TraceError
+from mechgraph.io import write_atomic
 
 __all__ = ["importance_command", "run_importance"]
 
 METHODS = ("receivers", "suppression", "resampling")
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def matrices_path(out: Path) -> Path:
@@ -159,12 +146,14 @@ def importance_command(
         max_new_tokens=max_new_tokens,
     )
     if out.suffix == ".parquet":
-        _atomic(out, lambda p: table.to_parquet(p, index=False))
+        write_atomic(out, lambda p: table.to_parquet(p, index=False))
     else:
-        _atomic(out, lambda p: table.to_json(p, orient="records", lines=True, force_ascii=False))
+        write_atomic(
+            out, lambda p: table.to_json(p, orient="records", lines=True, force_ascii=False)
+        )
     if mats:
         meta = {"method": method, "model": lm.model_id}
-        _atomic(
+        write_atomic(
             matrices_path(out),
             lambda p: save_file(
                 {k: np.ascontiguousarray(v) for k, v in mats.items()}, p, metadata=meta

@@ -45,14 +45,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mechgraph.errors import ConfigError, StoreError
+from mechgraph.io import atomic_path
 from mechgraph.weights.build import WeightsConfig
 from mechgraph.weights.tokens import TokenWeights
 
@@ -77,19 +77,6 @@ def _format_of(path: Path, fmt: str | None) -> str:
         return fmt
     suf = path.suffix.lower().lstrip(".")
     return {"jsonl": "jsonl", "json": "jsonl", "safetensors": "safetensors"}.get(suf, "parquet")
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # some writers (safetensors) create 0600 files
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _config_path(path: Path) -> Path:
@@ -247,10 +234,10 @@ def write_weights(
         import pyarrow.parquet as pq
 
         table = _arrow_table(rows, cfg)
-        with _atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     elif fmt == "jsonl":
-        with _atomic(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(_record(r), ensure_ascii=False) + "\n")
     else:
@@ -263,9 +250,9 @@ def write_weights(
             "config": cfg.to_json(),
             "pad_id": str(int(pad_id)),
         }
-        with _atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
-    with _atomic(_config_path(path)) as tmp:
+    with atomic_path(_config_path(path)) as tmp:
         tmp.write_text(json.dumps(json.loads(cfg.to_json()), indent=1) + "\n", encoding="utf-8")
     return path
 
