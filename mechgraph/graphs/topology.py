@@ -30,27 +30,13 @@ from mechgraph.graphs.paths import _as_path, offsets_from_ids, step_distances
 __all__ = ["METRIC_COLUMNS", "metrics_frame", "metrics_table", "topology_metrics"]
 
 #: Columns of :func:`metrics_table` (and keys of :func:`topology_metrics`), in order.
-METRIC_COLUMNS: tuple[str, ...] = (
-    "n_steps",
-    "n_nodes",
-    "n_edges",
-    "n_transitions",
-    "has_loop",
-    "loop_count",
-    "revisits",
-    "n_cycles",
-    "n_cycles_capped",
-    "diameter_hops",
-    "diameter",
-    "diameter_norm",
-    "mean_step_distance",
-    "clustering",
-    "transitivity",
-    "avg_path_length",
-    "avg_path_length_directed",
-    "mean_degree",
-    "small_world_sigma",
-)
+def _with_derived(raw: tuple[str, ...]) -> tuple[str, ...]:
+    """The kernel's raw columns plus the derived ones, each after the column it comes from."""
+    after = {"diameter": "diameter_norm", "mean_degree": "small_world_sigma"}
+    return tuple(c for name in raw for c in (name, after.get(name)) if c)
+
+
+METRIC_COLUMNS: tuple[str, ...] = _with_derived(K.RAW_COLUMNS)
 _INT_COLUMNS = (
     "n_steps",
     "n_nodes",
