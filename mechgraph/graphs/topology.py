@@ -29,6 +29,7 @@ from mechgraph.graphs.paths import _as_path, offsets_from_ids, step_distances
 
 __all__ = ["METRIC_COLUMNS", "metrics_frame", "metrics_table", "topology_metrics"]
 
+
 #: Columns of :func:`metrics_table` (and keys of :func:`topology_metrics`), in order.
 def _with_derived(raw: tuple[str, ...]) -> tuple[str, ...]:
     """The kernel's raw columns plus the derived ones, each after the column it comes from."""
