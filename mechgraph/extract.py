@@ -34,7 +34,7 @@ import torch
 
 from mechgraph.align import align_spans
 from mechgraph.errors import AlignmentError, ConfigError, ExtractionError, TraceError
-from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, hook_name, make_backend
+from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, PoolAccumulator, hook_name, make_backend
 from mechgraph.models import LoadedModel, load_model
 from mechgraph.store import Store, StoreWriter, open_store, state_key
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
@@ -222,59 +222,6 @@ def _pieces(n: int, n_ctx: int, cfg: ExtractConfig, has_bos: bool, trace_id: str
         start += stride
 
 
-class _Accumulator:
-    """Running pools of one trace's steps, exact across windows."""
-
-    def __init__(self, n_steps: int, d: int, hooks: Sequence[str], pools: Sequence[str]):
-        self.data: dict[tuple[str, str], np.ndarray] = {}
-        self.pos: dict[tuple[str, str], np.ndarray] = {}
-        self.count = np.zeros(n_steps, dtype=np.float64)
-        for h in hooks:
-            for p in pools:
-                init = -np.inf if p == "max" else 0.0
-                dt = np.float64 if p == "mean" else np.float32
-                self.data[h, p] = np.full((n_steps, d), init, dtype=dt)
-                if p in ("first", "last"):  # best position so far ("last" negated)
-                    self.pos[h, p] = np.full(n_steps, np.iinfo(np.int64).max, dtype=np.int64)
-
-    def add(self, hook, pooled, steps, first_pos, last_pos, count_done: bool) -> None:
-        for p, v in pooled.items():
-            if p == "count":
-                if not count_done:
-                    np.add.at(self.count, steps, v)
-                continue
-            arr = self.data[hook, p]
-            if p == "mean":
-                np.add.at(arr, steps, v)
-            elif p == "max":
-                np.maximum.at(arr, steps, v)
-            else:
-                # first/last: keep the piece with the smallest/largest token position;
-                # a step can come twice in one batch (two windows)
-                pos = first_pos if p == "first" else -last_pos
-                order = np.lexsort((pos, steps))
-                _, pick = np.unique(steps[order], return_index=True)
-                sel = order[pick]
-                st, ps, vals = steps[sel], pos[sel], v[sel]
-                better = ps < self.pos[hook, p][st]
-                arr[st[better]] = vals[better]
-                self.pos[hook, p][st[better]] = ps[better]
-
-    def finish(self, trace_id: str) -> dict[tuple[str, str], np.ndarray]:
-        out = {}
-        for (h, p), arr in self.data.items():
-            if p == "mean":
-                arr = (arr / self.count[:, None]).astype(np.float32)
-            bad = ~np.isfinite(arr).all(axis=1)
-            if bad.any():
-                raise ExtractionError(
-                    f"trace {trace_id!r}: NaN or inf in {h}/{p} at step {int(np.argmax(bad))}; "
-                    "nothing of this chunk was written (try dtype float32)"
-                )
-            out[h, p] = arr
-        return out
-
-
 def _text_sha(t: Trace) -> str:
     return hashlib.sha256((t.prompt + "\x00" + t.text).encode()).hexdigest()[:24]
 
@@ -441,7 +388,7 @@ def _batches(pieces: list[tuple[int, int]], lengths: list[int], cfg: ExtractConf
 
 
 def _run_chunk(chunk: list[_Prepared], backend, lm: LoadedModel, hooks, cfg, tok, bar):
-    accs = [_Accumulator(len(p.steps), lm.d_model, hooks, cfg.pools) for p in chunk]
+    accs = [PoolAccumulator(len(p.steps), lm.d_model, hooks, cfg.pools) for p in chunk]
     pieces = [(i, pc) for i, p in enumerate(chunk) for pc in p.pieces]
     lengths = [pc[1] - pc[0] + int(pc[4]) for _, pc in pieces]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0

@@ -28,11 +28,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from mechgraph.errors import ConfigError
+from mechgraph.errors import ConfigError, ExtractionError
 
-__all__ = ["HOOK_KINDS", "POOLS", "Backend", "BatchPlan", "hook_name", "make_backend"]
+__all__ = [
+    "HOOK_KINDS",
+    "POOLS",
+    "Backend",
+    "BatchPlan",
+    "PoolAccumulator",
+    "hook_name",
+    "make_backend",
+]
 
 HOOK_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")  # firing order
 POOLS = ("mean", "first", "last", "max")
@@ -140,6 +149,64 @@ def pool_batch(h: torch.Tensor, plan: BatchPlan, pools: Sequence[str]) -> dict[s
         else:
             raise ConfigError(f"unknown pool {pool!r}; choose from {', '.join(POOLS)}")
     return out
+
+
+class PoolAccumulator:
+    """Running pools of one trace's steps, exact across pieces (sliding windows).
+
+    ``add`` takes the output of :func:`pool_batch` for some of the steps; ``finish``
+    returns ``{(hook, pool): (n_steps, d)}`` float32 arrays (means divided out) and
+    raises :class:`~mechgraph.errors.ExtractionError` on NaN or inf.
+    """
+
+    def __init__(self, n_steps: int, d: int, hooks: Sequence[str], pools: Sequence[str]):
+        self.data: dict[tuple[str, str], np.ndarray] = {}
+        self.pos: dict[tuple[str, str], np.ndarray] = {}
+        self.count = np.zeros(n_steps, dtype=np.float64)
+        for h in hooks:
+            for p in pools:
+                init = -np.inf if p == "max" else 0.0
+                dt = np.float64 if p == "mean" else np.float32
+                self.data[h, p] = np.full((n_steps, d), init, dtype=dt)
+                if p in ("first", "last"):  # best position so far ("last" negated)
+                    self.pos[h, p] = np.full(n_steps, np.iinfo(np.int64).max, dtype=np.int64)
+
+    def add(self, hook, pooled, steps, first_pos, last_pos, count_done: bool) -> None:
+        for p, v in pooled.items():
+            if p == "count":
+                if not count_done:
+                    np.add.at(self.count, steps, v)
+                continue
+            arr = self.data[hook, p]
+            if p == "mean":
+                np.add.at(arr, steps, v)
+            elif p == "max":
+                np.maximum.at(arr, steps, v)
+            else:
+                # first/last: keep the piece with the smallest/largest token position;
+                # a step can come twice in one batch (two windows)
+                pos = first_pos if p == "first" else -last_pos
+                order = np.lexsort((pos, steps))
+                _, pick = np.unique(steps[order], return_index=True)
+                sel = order[pick]
+                st, ps, vals = steps[sel], pos[sel], v[sel]
+                better = ps < self.pos[hook, p][st]
+                arr[st[better]] = vals[better]
+                self.pos[hook, p][st[better]] = ps[better]
+
+    def finish(self, trace_id: str) -> dict[tuple[str, str], np.ndarray]:
+        out = {}
+        for (h, p), arr in self.data.items():
+            if p == "mean":
+                arr = (arr / self.count[:, None]).astype(np.float32)
+            bad = ~np.isfinite(arr).all(axis=1)
+            if bad.any():
+                raise ExtractionError(
+                    f"trace {trace_id!r}: NaN or inf in {h}/{p} at step {int(np.argmax(bad))}; "
+                    "nothing of this chunk was written (try dtype float32)"
+                )
+            out[h, p] = arr
+        return out
 
 
 class Backend:
