@@ -19,12 +19,19 @@ into its neighbour (see :func:`align_spans`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from mechgraph.errors import AlignmentError
+from mechgraph.errors import AlignmentError, ConfigError
 
-__all__ = ["align_spans", "empty_spans", "token_anchors", "token_mask"]
+__all__ = [
+    "align_spans",
+    "empty_spans",
+    "token_anchors",
+    "token_mask",
+    "tokenize_with_offsets",
+]
 
 
 _SPACE_CODES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
@@ -34,6 +41,46 @@ def _is_space(text: str) -> np.ndarray:
     """``[c.isspace() for c in text]``, vectorised (every white space is below U+3001)."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     return np.isin(codes, _SPACE_CODES)
+
+
+def _encoded(text: str, ids, offsets) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    if len(ids) != len(off):
+        raise AlignmentError("the tokenizer returned a different number of ids and offsets")
+    if off.size and (off.min() < 0 or off.max() > len(text)):
+        raise AlignmentError("the tokenizer's offsets fall outside the text")
+    return ids, off
+
+
+def tokenize_with_offsets(
+    tokenizer: Any, text: str | Sequence[str], add_special_tokens: bool = False
+):
+    """``(input_ids, offsets)`` int64 arrays of ``text`` from a fast tokenizer.
+
+    A list of texts is tokenised in one batched call and gives a list of pairs.
+
+    Raises
+    ------
+    ConfigError
+        The tokenizer has no offset mapping (a slow tokenizer).
+
+    Examples
+    --------
+    >>> ids, off = tokenize_with_offsets(load_tokenizer(), "Hi there")  # doctest: +SKIP
+    >>> off.tolist()  # doctest: +SKIP
+    [[0, 2], [2, 8]]
+    """
+    try:
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
+    except NotImplementedError as e:  # slow tokenizers have no offset mapping
+        raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
+    if isinstance(text, str):
+        return _encoded(text, enc["input_ids"], enc["offset_mapping"])
+    return [
+        _encoded(t, i, o)
+        for t, i, o in zip(text, enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
 
 
 def token_anchors(text: str, offsets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:

@@ -182,19 +182,12 @@ def demo(
     typer.echo(f"\nreasoning graphs (block {layer}, 12 nodes):")
     typer.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
-    rows = mg.token_weights(traces, store_tokenizer(store), mg.WeightsConfig(planning="rules"))
+    rows = mg.token_weights(
+        traces, mg.load_tokenizer(store.model_id), mg.WeightsConfig(planning="rules")
+    )
     path = mg.write_weights(out / "weights.parquet", rows)
     share = sum(float(r.planning_share) * r.n_tokens for r in rows) / sum(r.n_tokens for r in rows)
     typer.echo(f"\nHICRA token weights -> {path}  (planning tokens: {share:.1%})")
-
-
-def store_tokenizer(store):
-    """The tokenizer a store was written with (the default model's for the demo)."""
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer(
-        "default" if store.model_id.startswith("HuggingFaceTB/SmolLM2") else store.model_id
-    )
 
 
 def _register() -> None:

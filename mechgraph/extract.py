@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechgraph.align import align_spans
+from mechgraph.align import align_spans, tokenize_with_offsets
 from mechgraph.errors import AlignmentError, ConfigError, ExtractionError, TraceError
 from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, PoolAccumulator, hook_name, make_backend
 from mechgraph.models import LoadedModel, load_model
@@ -140,17 +140,10 @@ def tokenize_traces(tok: Any, traces: Sequence[Trace]) -> list[tuple[np.ndarray,
         idx = [i for i, f in enumerate(fulls) if (not (bos and f.startswith(bos))) == add_special]
         if not idx:
             continue
-        try:
-            enc = tok(
-                [fulls[i] for i in idx], return_offsets_mapping=True, add_special_tokens=add_special
-            )
-        except NotImplementedError as e:
-            raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
-        for j, i in enumerate(idx):
-            ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+        pairs = tokenize_with_offsets(tok, [fulls[i] for i in idx], add_special)
+        for i, (ids, off) in zip(idx, pairs, strict=True):
             if len(ids) == 0:
                 raise TraceError(f"trace {traces[i].id!r}: tokenises to no token")
-            off = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2)
             out[i] = (ids, off)
     return out
 

@@ -94,9 +94,13 @@ def _drop_quantizer(model: Any) -> None:
 
 
 def resolve_model(name: str | os.PathLike[str]) -> tuple[str, str]:
-    """(model id to record, path or hub id to load) for a model name."""
+    """(model id to record, path or hub id to load) for a model name.
+
+    ``"default"`` and the default's recorded id (what a store of it records) both mean
+    the embedded default, so an artifact's ``model_id`` reloads its model offline.
+    """
     name = str(name)
-    if name == "default":
+    if name in ("default", DEFAULT_MODEL_ID):
         return DEFAULT_MODEL_ID, str(default_model_path())
     return name, name
 

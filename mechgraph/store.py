@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mechgraph.errors import ConfigError, StoreError
 from mechgraph.io import write_json_atomic
@@ -92,6 +93,7 @@ class Store:
         self.path = Path(path)
         self.manifest = _read_manifest(self.path)
         self._shards = _shard_dirs(self.path)
+        self._tokens_cache: dict[int, list] = {}
 
     # -- facts
     @property
@@ -124,8 +126,7 @@ class Store:
     @cached_property
     def traces(self) -> pd.DataFrame:
         """One row per trace, in store order (without the token ids)."""
-        df = self._concat("traces.parquet", columns=None)
-        return df.drop(columns=[c for c in ("input_ids",) if c in df]).reset_index(drop=True)
+        return self._concat("traces.parquet", exclude=("input_ids",))
 
     @cached_property
     def steps(self) -> pd.DataFrame:
@@ -136,7 +137,7 @@ class Store:
         per-step meta when present, then the trace fields (``model``, ``checkpoint``,
         ``correct``, ``answer``, ...).
         """
-        steps = self._concat("steps.parquet", columns=None)
+        steps = self._concat("steps.parquet")
         tr = self.traces
         extra = [c for c in tr.columns if c not in _TRACE_HIDDEN and c not in steps.columns]
         if len(steps) and extra:
@@ -155,12 +156,29 @@ class Store:
 
         ``tok_start``/``tok_end`` of the steps index into this array.
         """
-        for shard in self._shards:
-            df = pd.read_parquet(shard / "traces.parquet", columns=["trace_id", "input_ids"])
-            hit = df.index[df["trace_id"] == trace_id]
-            if len(hit):
-                return np.asarray(df.at[hit[0], "input_ids"], dtype=np.int64)
+        where = self._token_index.get(trace_id)
+        if where is not None:
+            return np.asarray(self._shard_tokens(where[0])[where[1]], dtype=np.int64)
         raise KeyError(f"trace {trace_id!r} is not in store {self.path}")
+
+    @cached_property
+    def _token_index(self) -> dict[str, tuple[int, int]]:
+        """trace id -> (shard number, row) for :meth:`tokens`."""
+        tr = self.traces
+        shard_of = np.repeat(np.arange(len(self._shards)), self._shard_sizes)
+        row = np.concatenate([np.arange(n) for n in self._shard_sizes]) if len(tr) else []
+        return {t: (int(a), int(b)) for t, a, b in zip(tr["trace_id"], shard_of, row, strict=True)}
+
+    @cached_property
+    def _shard_sizes(self) -> list[int]:
+        return [pq.ParquetFile(s / "traces.parquet").metadata.num_rows for s in self._shards]
+
+    def _shard_tokens(self, shard: int) -> list:
+        """The ``input_ids`` column of one shard, read once."""
+        if shard not in self._tokens_cache:
+            table = pq.read_table(self._shards[shard] / "traces.parquet", columns=["input_ids"])
+            self._tokens_cache[shard] = table.column("input_ids").to_pylist()
+        return self._tokens_cache[shard]
 
     def states(self, layer: int, pool: str = "mean", hook: str = "resid_post") -> np.ndarray:
         """Pooled states of every step at one layer: ``(n_steps, d_model)``, ``.steps`` order.
@@ -208,8 +226,12 @@ class Store:
             )
         return name
 
-    def _concat(self, fname: str, columns: Sequence[str] | None) -> pd.DataFrame:
-        frames = [pd.read_parquet(s / fname, columns=columns) for s in self._shards]
+    def _concat(self, fname: str, exclude: Sequence[str] = ()) -> pd.DataFrame:
+        frames = []
+        for shard in self._shards:
+            names = pq.read_schema(shard / fname).names
+            cols = [c for c in names if c not in exclude]
+            frames.append(pd.read_parquet(shard / fname, columns=cols))
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=["trace_id"])
@@ -293,17 +315,17 @@ class StoreWriter:
             shutil.rmtree(p, ignore_errors=True)
         for p in self.path.glob(".tmp-*"):
             p.unlink(missing_ok=True)
+        self._done: dict[str, str] = {}
+        for shard in _shard_dirs(self.path):
+            df = pd.read_parquet(shard / "traces.parquet", columns=["trace_id", "text_sha"])
+            self._done.update(zip(df["trace_id"], df["text_sha"], strict=True))
 
     def committed(self) -> dict[str, str]:
         """trace id -> text hash of every trace already in the store."""
-        out: dict[str, str] = {}
-        for shard in _shard_dirs(self.path):
-            df = pd.read_parquet(shard / "traces.parquet", columns=["trace_id", "text_sha"])
-            out.update(zip(df["trace_id"], df["text_sha"], strict=True))
-        return out
+        return dict(self._done)
 
     def n_traces(self) -> int:
-        return len(self.committed())
+        return len(self._done)
 
     def write_shard(
         self,
@@ -334,6 +356,7 @@ class StoreWriter:
                     os.fsync(fh.fileno())
             final = shards / f"{index:06d}"
             os.rename(tmp, final)
+            self._done.update(zip(traces["trace_id"], traces["text_sha"], strict=True))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

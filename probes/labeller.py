@@ -25,12 +25,6 @@ __all__ = ["ProbeLabeller", "extract_states"]
 _PLANNING = frozenset({"plan_generation", "uncertainty_management"})
 
 
-def _model_name(model_id: str) -> str:
-    from mechgraph.models import DEFAULT_MODEL_ID
-
-    return "default" if model_id in ("", "default", DEFAULT_MODEL_ID) else model_id
-
-
 def extract_states(
     traces: Sequence[Trace],
     config: ProbeConfig,
@@ -55,7 +49,7 @@ def extract_states(
     from mechgraph.models import load_model
 
     if model is None:
-        model = load_model(_model_name(config.model_id), dtype=dtype, device=device)
+        model = load_model(config.model_id or "default", dtype=dtype, device=device)
     fp = getattr(model, "fingerprint", None)
     if config.fingerprint and fp and fp != config.fingerprint:
         raise ConfigError(

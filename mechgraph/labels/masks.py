@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mechgraph.align import token_mask
-from mechgraph.errors import AlignmentError, ConfigError
+from mechgraph.align import token_mask, tokenize_with_offsets
+from mechgraph.errors import AlignmentError
 from mechgraph.labels.base import StepLabel
 from mechgraph.labels.grams import GramMatcher, StrategicGrams
 from mechgraph.traces import Trace
@@ -102,20 +102,6 @@ def spans_token_mask(
     [True, True, False]
     """
     return token_mask(text, offsets, merge_spans(spans))
-
-
-def tokenize_with_offsets(tokenizer: Any, text: str, add_special_tokens: bool = False):
-    """``(input_ids, offsets)`` of ``text`` from a fast tokenizer, as int64 arrays."""
-    try:
-        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
-    except NotImplementedError:
-        raise ConfigError(
-            "planning masks need a fast tokenizer (return_offsets_mapping); "
-            "load it with use_fast=True"
-        ) from None
-    ids = np.asarray(enc["input_ids"], dtype=np.int64)
-    off = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    return ids, off
 
 
 def planning_token_mask(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mechgraph.align import token_anchors
+from mechgraph.align import token_anchors, tokenize_with_offsets
 from mechgraph.errors import AlignmentError, ConfigError
 
 __all__ = [
@@ -65,39 +65,6 @@ def check_same_text(analysed: str, held: str, *, trace_id: str = "?") -> None:
         f"{len(analysed)} and {len(held)}); weights are never shifted to fit — recompute them "
         "on the trainer's text"
     )
-
-
-def tokenize_with_offsets(tokenizer: Any, text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and char offsets of ``text`` (no special tokens added).
-
-    Parameters
-    ----------
-    tokenizer : transformers fast tokenizer
-    text : str
-
-    Returns
-    -------
-    ids : (T,) int64
-    offsets : (T, 2) int64
-        ``text[start:end]`` is what each token covers.
-
-    Examples
-    --------
-    >>> ids, off = tokenize_with_offsets(load_tokenizer(), "Hi there")  # doctest: +SKIP
-    >>> off.tolist()  # doctest: +SKIP
-    [[0, 2], [2, 8]]
-    """
-    try:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError as e:  # slow tokenizers have no offset mapping
-        raise ConfigError(f"the tokenizer must be a fast tokenizer with offsets: {e}") from e
-    ids = np.asarray(enc["input_ids"], dtype=np.int64).reshape(-1)
-    off = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    if len(ids) != len(off):
-        raise AlignmentError("the tokenizer returned a different number of ids and offsets")
-    if off.size and (off.min() < 0 or off.max() > len(text)):
-        raise AlignmentError("the tokenizer's offsets fall outside the text")
-    return ids, off
 
 
 def _special_ids(tokenizer: Any) -> set[int]:
