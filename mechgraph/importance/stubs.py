@@ -54,18 +54,36 @@ class StubGenerator:
         self._pos[len(self.trace.prompt) + steps[-1].end] = len(steps)
         self.calls = 0
 
-    def sample(self, prefix: str, n: int, *, seed: int) -> list[str]:
-        self.calls += n
+    def sample(self, prefix: str, seeds: Sequence[int]) -> list[str]:
+        self.calls += len(seeds)
         i = self._pos[len(prefix)]
         steps = self.trace.steps or []
-        rng = np.random.default_rng(seed)
         out = []
-        for k in range(n):
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
             if i < len(steps) and rng.random() < self.p_dissimilar[i]:
                 sent, acc = f"Another idea number {rng.integers(1 << 30)}.", self.acc_dissimilar[i]
             else:
                 sent = steps[i].text if i < len(steps) else "Done."
                 acc = self.acc_keep[i]
             ans = self.correct if rng.random() < acc else self.wrong[rng.integers(len(self.wrong))]
-            out.append(f"{sent} More reasoning {k}. \\boxed{{{ans}}}")
+            out.append(f"{sent} More reasoning. \\boxed{{{ans}}}")
         return out
+
+    def true_accuracy_importance(self) -> np.ndarray:
+        """The accuracy importance each sentence has in expectation (0 where never resampled).
+
+        Examples
+        --------
+        >>> gen.true_accuracy_importance().shape  # doctest: +SKIP
+        (S,)
+        """
+        f, ad, ak = (
+            np.asarray(a, dtype=np.float64)
+            for a in (self.p_dissimilar, self.acc_dissimilar, self.acc_keep)
+        )
+        S = len(self.trace.steps or [])
+        f = f.copy()
+        f[S] = 0.0
+        acc_at = f * ad + (1 - f) * ak
+        return np.where(f[:S] > 0, ad[:S] - acc_at[1 : S + 1], 0.0)
