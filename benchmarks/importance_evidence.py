@@ -53,6 +53,8 @@ def _sp(a: np.ndarray, b: np.ndarray) -> float:
 
 def pooled(values: list[float], seed: int = 0) -> dict:
     v = np.array([x for x in values if np.isfinite(x)])
+    if len(v) == 0:
+        return {"mean": float("nan"), "ci": [float("nan")] * 2, "wilcoxon_p": float("nan"), "n": 0}
     rng = np.random.default_rng(seed)
     boots = rng.choice(v, (5000, len(v))).mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
