@@ -34,7 +34,7 @@ from mechgraph.importance.resampling import (
     counterfactual_importance,
     ranking_reliability,
 )
-from mechgraph.importance.steer import SteerResult, steer_test
+from mechgraph.importance.steer import SteerResult, position_matched_sets, set_kl, steer_test
 from mechgraph.importance.suppression import (
     SuppressionConfig,
     SuppressionResult,
@@ -64,10 +64,12 @@ __all__ = [
     "extract_boxed",
     "masked_token_kl",
     "normalize_answer",
+    "position_matched_sets",
     "prepare",
     "ranking_reliability",
     "receiver_scores",
     "sentence_attention",
+    "set_kl",
     "steer_test",
     "suppression_matrix",
     "suppression_matrix_naive",
