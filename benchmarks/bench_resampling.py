@@ -140,9 +140,13 @@ def one_profile(
         target_reliability=target,
         seed=2,
     )
+    kl_kw = {"n_rollouts": n, "budget": budget, "n_initial": n_initial, "metric": "kl"}
+    ada_kl_nested = adaptive_importance(trace, gen, emb, seed=1, **kl_kw)
+    ada_kl_indep = adaptive_importance(trace, gen, emb, seed=2, **kl_kw)
     oracle = gen.true_accuracy_importance()
     ref = full.accuracy
     rel = ranking_reliability(full)
+    kl_oracle = gen.true_kl_importance()
     row = {
         "profile": name,
         "sentences": S,
@@ -162,6 +166,16 @@ def one_profile(
         "adaptive_share": ada_indep.n_total / full.n_total,
         "uniform_share": uni_indep.n_total / full.n_total,
         "rollouts_for_0.9": rel.rollouts_for_target,
+        "kl_full_vs_rerun": _sp(full.kl, rerun.kl),
+        "kl_predicted": ranking_reliability(full, "kl").full,
+        "kl_oracle": _sp(full.kl, kl_oracle),
+        "kl_uniform_nested": _sp(full.kl, uni_nested.kl),
+        "kl_uniform_indep": _sp(full.kl, uni_indep.kl),
+        "kl_adaptive_nested": _sp(full.kl, ada_kl_nested.kl),
+        "kl_adaptive_indep": _sp(full.kl, ada_kl_indep.kl),
+        "kl_top10_rerun": _top(full.kl, rerun.kl),
+        "kl_top10_oracle": _top(full.kl, kl_oracle),
+        "kl_top10_uniform_indep": _top(full.kl, uni_indep.kl),
         "seconds_full": t_full,
         "seconds_adaptive": t_ada,
     }
@@ -182,7 +196,32 @@ COLS = [
     ("top10_oracle", "top orac"),
     ("top10_uniform_indep", "top uni"),
     ("top10_adaptive_indep", "top ada"),
+    ("adaptive_share", "ada share"),
 ]
+KL_COLS = [
+    ("kl_full_vs_rerun", "full'"),
+    ("kl_predicted", "pred."),
+    ("kl_oracle", "oracle"),
+    ("kl_uniform_nested", "uni/nest"),
+    ("kl_uniform_indep", "uni/ind"),
+    ("kl_adaptive_nested", "ada/nest"),
+    ("kl_adaptive_indep", "ada/ind"),
+    ("kl_top10_rerun", "top full'"),
+    ("kl_top10_oracle", "top orac"),
+    ("kl_top10_uniform_indep", "top uni"),
+]
+
+
+def _table(title: str, rows: list[dict], cols: list, summary: dict) -> None:
+    print(f"\n{title}\n")
+    print(f"| profile | S | {' | '.join(h for _, h in cols)} |")
+    print("|---|---|" + "---|" * len(cols))
+    for r in rows:
+        vals = " | ".join(f"{r[c]:.2f}" for c, _ in cols)
+        print(f"| {r['profile']} | {r['sentences']} | {vals} |")
+    for group, means in summary.items():
+        vals = " | ".join(f"{means[c]:.2f}" for c, _ in cols)
+        print(f"| **{group}** | | {vals} |")
 
 
 def main() -> None:
@@ -200,23 +239,20 @@ def main() -> None:
         profiles = dict(list(profiles.items())[::5])
     ta_names = list(profiles)
     profiles |= synthetic_profiles()
-    print(f"Spearman with the full run ({args.n} rollouts/position), accuracy importance;")
-    print(f"cheaper runs use {args.budget:.0%} of its rollouts\n")
-    print(f"| profile | S | {' | '.join(h for _, h in COLS)} | ada share |")
-    print("|---|---|" + "---|" * (len(COLS) + 1))
     rows = []
     for name, prof in profiles.items():
-        r = one_profile(name, prof, args.n, args.budget, args.target, args.n_initial)
-        rows.append(r)
-        vals = " | ".join(f"{r[c]:.2f}" for c, _ in COLS)
-        print(f"| {name} | {r['sentences']} | {vals} | {r['adaptive_share']:.3f} |", flush=True)
+        t0 = time.perf_counter()
+        rows.append(one_profile(name, prof, args.n, args.budget, args.target, args.n_initial))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     summary = {}
     for group, names in (("TA mean", ta_names), ("synthetic mean", list(synthetic_profiles()))):
         sel = [r for r in rows if r["profile"] in names]
         if sel:
-            summary[group] = {c: float(np.mean([r[c] for r in sel])) for c, _ in COLS}
-            vals = " | ".join(f"{summary[group][c]:.2f}" for c, _ in COLS)
-            print(f"| **{group}** | | {vals} | |")
+            summary[group] = {c: float(np.mean([r[c] for r in sel])) for c, _ in COLS + KL_COLS}
+    head = f"Spearman with the full run ({args.n} rollouts/position); cheaper runs use "
+    head += f"{args.budget:.0%} of its rollouts."
+    _table(head + " Accuracy importance:", rows, COLS, summary)
+    _table("KL importance:", rows, KL_COLS, summary)
     write_json_atomic(
         args.out,
         {

@@ -105,7 +105,9 @@ def adaptive_importance(
 
     Variances: Jeffreys-smoothed binomial rates for ``metric="accuracy"``, a bootstrap for
     ``"kl"``. ``n_initial`` defaults to 80% of the budget per position (smaller starts
-    measured worse, see ``benchmarks/bench_resampling.py``).
+    measured worse, see ``benchmarks/bench_resampling.py``), and with
+    ``target_reliability`` to ``max(10, n_rollouts / 10)``: the split-half estimate is
+    noisy with few rollouts and can stop a run too early below that.
 
     Rollout ``k`` at position ``i`` is the one the full estimator with the same seed
     draws, so the result is an early-stopped full run. How close any cheaper run can get
@@ -123,8 +125,10 @@ def adaptive_importance(
         raise ConfigError(f"metric must be 'kl' or 'accuracy', not {metric!r}")
     if allocation not in ("rank", "se", "uniform"):
         raise ConfigError(f"allocation must be 'rank', 'se' or 'uniform', not {allocation!r}")
-    if n_initial is None:
+    if n_initial is None:  # measured: small starts lose to uniform at a fixed budget
         n_initial = max(2, round(0.8 * budget * cfg.n_rollouts))
+        if target_reliability is not None:  # sequential: start small, grow until reliable
+            n_initial = max(10, round(0.1 * cfg.n_rollouts))
     if not 0 < budget <= 1 or n_initial < 1 or batch < 1:
         raise ConfigError("need 0 < budget <= 1, n_initial >= 1 and batch >= 1")
     if target_reliability is not None and not 0 < target_reliability < 1:

@@ -32,23 +32,28 @@ class HashEmbedder:
 class StubGenerator:
     """Rollouts with a known answer distribution per position.
 
-    Resampling at sentence i: with probability ``p_dissimilar[i]`` the first sentence is
-    new text (dissimilar) and the answer is correct with probability ``acc_dissimilar[i]``;
-    otherwise the original sentence is kept and the answer is correct with probability
-    ``acc_keep[i]``. Position ``S`` (after the last sentence) always keeps and uses
-    ``acc_keep[S]``. Wrong answers are drawn from ``wrong`` uniformly. So the true
-    accuracy importance of sentence i (when ``p_dissimilar[i] > 0``) is
-    ``acc_dissimilar[i] - (1 - p_dissimilar[i+1]) acc_keep[i+1] - p_dissimilar[i+1] acc_dissimilar[i+1]``.
+        Resampling at sentence i: with probability ``p_dissimilar[i]`` the first sentence is
+        new text (dissimilar) and the answer is correct with probability ``acc_dissimilar[i]``;
+        otherwise the original sentence is kept and the answer is correct with probability
+        ``acc_keep[i]``. Position ``S`` (after the last sentence) always keeps and uses
+        ``acc_keep[S]``. The correct answer is ``correct`` (default: the trace's answer, else
+    "42"); wrong answers are drawn from ``wrong`` uniformly. So the true
+        accuracy importance of sentence i (when ``p_dissimilar[i] > 0``) is
+        ``acc_dissimilar[i] - (1 - p_dissimilar[i+1]) acc_keep[i+1] - p_dissimilar[i+1] acc_dissimilar[i+1]``.
     """
 
     trace: Trace
     p_dissimilar: np.ndarray
     acc_dissimilar: np.ndarray
     acc_keep: np.ndarray
-    correct: str = "42"
+    correct: str | None = None
     wrong: tuple[str, ...] = ("41", "43", "7")
 
     def __post_init__(self) -> None:
+        if self.correct is None:  # the trace's own answer, so that accuracy means something
+            self.correct = self.trace.answer or "42"
+        if self.correct in self.wrong:
+            raise ValueError(f"the correct answer {self.correct!r} is among the wrong ones")
         steps = self.trace.steps or []
         self._pos = {len(self.trace.prompt) + s.start: i for i, s in enumerate(steps)}
         self._pos[len(self.trace.prompt) + steps[-1].end] = len(steps)
@@ -87,3 +92,32 @@ class StubGenerator:
         f[S] = 0.0
         acc_at = f * ad + (1 - f) * ak
         return np.where(f[:S] > 0, ad[:S] - acc_at[1 : S + 1], 0.0)
+
+    def true_kl_importance(self) -> np.ndarray:
+        """The KL importance in the limit of infinitely many rollouts (no smoothing).
+
+        ``KL(P_dissimilar(i) || P(i + 1))`` over the answers {correct, *wrong}; 0 where
+        sentence i is never resampled away.
+
+        Examples
+        --------
+        >>> gen.true_kl_importance().shape  # doctest: +SKIP
+        (S,)
+        """
+        f, ad, ak = (
+            np.asarray(a, dtype=np.float64)
+            for a in (self.p_dissimilar, self.acc_dissimilar, self.acc_keep)
+        )
+        S = len(self.trace.steps or [])
+        f = f.copy()
+        f[S] = 0.0
+        w = len(self.wrong)
+
+        def dist(acc: np.ndarray) -> np.ndarray:  # (n, 1 + w): correct, then each wrong
+            return np.column_stack([acc] + [(1 - acc) / w] * w)
+
+        p = dist(ad[:S])
+        q = f[1:, None] * dist(ad[1:]) + (1 - f[1:, None]) * dist(ak[1:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(p > 0, p * np.log(p / q), 0.0)
+        return np.where(f[:S] > 0, terms.sum(1), 0.0)
