@@ -106,6 +106,54 @@ class ProbeConfig:
         if self.format != FORMAT:
             raise ConfigError(f"probe format {self.format!r} is not {FORMAT!r}")
 
+    @classmethod
+    def for_store(
+        cls,
+        estimator: Any,
+        store: Any,
+        layer: int,
+        target: str = "planning",
+        *,
+        hook: str = "resid_post",
+        pool: str = "mean",
+        **extra: Any,
+    ) -> ProbeConfig:
+        """The config of a probe fitted by hand on ``store.states(layer, pool, hook)``.
+
+        The estimator name, its parameters and classes come from the fitted estimator;
+        model id, weights fingerprint, feature size and segmenter from the store.
+
+        Examples
+        --------
+        >>> est = LinearProbe().fit(store.states(19), y)  # doctest: +SKIP
+        >>> save_probe(est, ProbeConfig.for_store(est, store, 19), "runs/probe")  # doctest: +SKIP
+        """
+        names = [k for k, c in ESTIMATORS.items() if type(estimator) is c]
+        if not names:
+            raise ConfigError(
+                f"{type(estimator).__name__} is not a probes estimator "
+                f"({', '.join(c.__name__ for c in ESTIMATORS.values())})"
+            )
+        if layer not in store.layers:
+            raise ConfigError(f"store {store.path} has no layer {layer} (it has {store.layers})")
+        m = store.manifest
+        classes = getattr(estimator, "classes_", None)
+        return cls(
+            estimator=names[0],
+            params=estimator.get_params(),
+            target=target,
+            classes=None if classes is None else np.asarray(classes).tolist(),
+            layer=int(layer),
+            hook=hook,
+            pool=pool,
+            model_id=str(m["model_id"]),
+            fingerprint=m.get("fingerprint"),
+            d_model=int(m["d_model"]),
+            segmenter=m.get("segmenter"),
+            source={"store": str(store.path), **extra.pop("source", {})},
+            **extra,
+        )
+
     @property
     def planning_class(self) -> Any:
         """The class that means planning (planning target: the true one)."""

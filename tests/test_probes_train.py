@@ -49,6 +49,7 @@ class FakeStore:
             "model_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
             "fingerprint": "fp0",
             "segmenter": "given",
+            "d_model": d,
         }
         plan = self.steps["label"].isin(TAGS[0:3:2]).to_numpy()
         imp = self.steps["counterfactual_importance_kl"].to_numpy()
@@ -184,3 +185,27 @@ def test_module_entry_point_help():
         timeout=120,
     )
     assert r.returncode == 0 and "--target" in r.stdout
+
+
+def test_config_for_a_probe_fitted_by_hand(tmp_path):
+    from probes import LinearProbe, ProbeConfig, RidgeProbe, save_probe
+
+    store = FakeStore()
+    y = store.steps["label"].isin(TAGS[0:3:2]).to_numpy().astype(int)
+    est = LinearProbe(C=0.5).fit(store.states(4), y)
+    cfg = ProbeConfig.for_store(est, store, 4, metrics={"note": "by hand"})
+    assert (cfg.estimator, cfg.classes, cfg.layer, cfg.d_model) == ("logistic", [0, 1], 4, 8)
+    assert cfg.params["C"] == 0.5 and cfg.fingerprint == "fp0"
+    assert cfg.source["store"] == "fake" and cfg.metrics == {"note": "by hand"}
+    est2, cfg2 = load_probe(save_probe(est, cfg, tmp_path / "p"))
+    assert cfg2 == cfg
+    np.testing.assert_allclose(
+        est2.predict_proba(store.states(4)), est.predict_proba(store.states(4))
+    )
+    ridge = RidgeProbe().fit(store.states(0), store.steps["counterfactual_importance_kl"])
+    rcfg = ProbeConfig.for_store(ridge, store, 0, "importance:counterfactual_importance_kl")
+    assert rcfg.estimator == "ridge" and rcfg.classes is None
+    with pytest.raises(ConfigError, match="no layer 3"):
+        ProbeConfig.for_store(est, store, 3)
+    with pytest.raises(ConfigError, match="not a probes estimator"):
+        ProbeConfig.for_store(object(), store, 4)
