@@ -7,7 +7,8 @@ For every Thought Anchors trace in ../shared (cut to whole sentences within
 important), over the sentences where their value is defined. Sentence position
 (earlier = higher) is reported as a baseline, since importance falls with position.
 Pooled: the mean of the per-trace correlations with a bootstrap 95% CI over traces (the
-trace is the unit) and a Wilcoxon signed-rank p-value.
+trace is the unit) and a Wilcoxon signed-rank p-value. ``score~target|position`` is the
+partial Spearman with sentence position partialled out.
 
     python benchmarks/importance_evidence.py --max-tokens 512        # ~20 min, 2 cores
 """
@@ -49,6 +50,20 @@ def _sp(a: np.ndarray, b: np.ndarray) -> float:
         warnings.simplefilter("ignore")
         r = spearmanr(a[ok], b[ok]).statistic
     return float(r) if np.isfinite(r) else float("nan")
+
+
+def _partial(a: np.ndarray, b: np.ndarray, z: np.ndarray) -> float:
+    """Spearman of a and b with z partialled out (ranks, linear residuals)."""
+    from scipy.stats import rankdata
+
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(z)
+    if ok.sum() < 6:
+        return float("nan")
+    ra, rb, rz = (rankdata(v[ok]) for v in (a, b, z))
+    Z = np.column_stack([np.ones_like(rz), rz])
+    res = [r - Z @ np.linalg.lstsq(Z, r, rcond=None)[0] for r in (ra, rb)]
+    den = np.linalg.norm(res[0]) * np.linalg.norm(res[1])
+    return float(res[0] @ res[1] / den) if den > 0 else float("nan")
 
 
 def pooled(values: list[float], seed: int = 0) -> dict:
@@ -96,6 +111,8 @@ def main() -> None:
             row[f"receiver~{key}"] = _sp(rec, y)
             row[f"suppression~{key}"] = _sp(sup, y)
             row[f"position~{key}"] = _sp(pos, y)
+            row[f"receiver~{key}|position"] = _partial(rec, y, pos)
+            row[f"suppression~{key}|position"] = _partial(sup, y, pos)
         row["receiver~suppression"] = _sp(rec, sup)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
