@@ -106,3 +106,30 @@ def test_typer_command(tmp_path):
     assert r.exit_code == 2 and "unknown labelling method" in r.output
     r = CliRunner().invoke(app, ["label", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "no such file" in r.output
+
+
+def test_label_table_lines_up_with_step_rows():
+    import pandas as pd
+
+    from mechgraph.errors import ConfigError
+    from mechgraph.labels import label_table, label_traces
+    from mechgraph.traces import Trace, segment_traces
+
+    texts = ["Let me plan this. First add 2 and 3. That gives 5.", "Wait, check it. 5 is right."]
+    traces = segment_traces([Trace(id=f"t{i}", text=x) for i, x in enumerate(texts)], "sentences")
+    labels = label_traces(traces, "rules")
+    table = label_table(traces, labels)
+    assert list(table.columns) == ["trace_id", "step", "tag", "planning", "score"]
+    assert table[["trace_id", "step"]].values.tolist() == [
+        ["t0", 0],
+        ["t0", 1],
+        ["t0", 2],
+        ["t1", 0],
+        ["t1", 1],
+    ]
+    assert table.planning.tolist() == [lab.planning for labs in labels for lab in labs]
+    steps = pd.DataFrame({"trace_id": ["t1", "t0", "t0"], "step": [1, 2, 0]})  # store order
+    rows = steps.merge(table, on=["trace_id", "step"], how="left", validate="1:1")
+    assert rows.tag.tolist() == [labels[1][1].tag, labels[0][2].tag, labels[0][0].tag]
+    with pytest.raises(ConfigError, match="'t0': 2 labels for 3 steps"):
+        label_table(traces, [labels[0][:2], labels[1]])

@@ -7,7 +7,8 @@
 * :func:`planning_token_mask`, :func:`gram_spans`, :func:`planning_spans`: token masks
   through the tokenizer's offsets (:mod:`mechgraph.align`).
 * :func:`as_labeller`: plug in any callable labeller.
-* :func:`label_traces`, :func:`get_labeller`: label traces by method name.
+* :func:`label_traces`, :func:`get_labeller`: label traces by method name;
+  :func:`label_table` lines the labels up with a store's step rows.
 """
 
 from mechgraph.labels.base import Labeller, SentenceLabeller, StepLabel
@@ -30,7 +31,13 @@ from mechgraph.labels.masks import (
     spans_token_mask,
     tokenize_with_offsets,
 )
-from mechgraph.labels.methods import DEFAULT_GRAMS, get_labeller, label_records, label_traces
+from mechgraph.labels.methods import (
+    DEFAULT_GRAMS,
+    get_labeller,
+    label_records,
+    label_table,
+    label_traces,
+)
 from mechgraph.labels.tagger import (
     PLANNING_TAGS,
     TAGS,
@@ -64,6 +71,7 @@ __all__ = [
     "gram_spans",
     "is_planning",
     "label_records",
+    "label_table",
     "label_traces",
     "load_grams",
     "merge_spans",

@@ -24,7 +24,14 @@ from mechgraph.errors import ConfigError
 from mechgraph.labels.base import Labeller, StepLabel
 from mechgraph.traces import Trace
 
-__all__ = ["DEFAULT_GRAMS", "METHODS", "get_labeller", "label_records", "label_traces"]
+__all__ = [
+    "DEFAULT_GRAMS",
+    "METHODS",
+    "get_labeller",
+    "label_records",
+    "label_table",
+    "label_traces",
+]
 
 DEFAULT_GRAMS = Path(__file__).parent / "data" / "strategic_grams.json"
 METHODS = ("rules", "sg", "sg:PATH", "probe:PATH")
@@ -105,3 +112,27 @@ def label_records(traces: Sequence[Trace], labels: Sequence[Sequence[StepLabel]]
         ]
         out.append({"id": t.id, "steps": steps})
     return out
+
+
+def label_table(traces: Sequence[Trace], labels: Sequence[Sequence[StepLabel]]) -> Any:
+    """Labels as a DataFrame keyed like a store's steps: ``trace_id, step, tag, planning, score``.
+
+    Join it onto :attr:`mechgraph.Store.steps` (same ``trace_id`` / ``step`` keys) to line
+    labels up with state rows.
+
+    Examples
+    --------
+    >>> labels = label_traces(traces, "rules")  # doctest: +SKIP
+    >>> rows = store.steps.merge(label_table(traces, labels), on=["trace_id", "step"],
+    ...                          how="left", validate="one_to_one")  # doctest: +SKIP
+    >>> y = rows.planning.to_numpy(dtype=int)  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = []
+    for t, labs in zip(traces, labels, strict=True):
+        if len(labs) != len(t.steps or []):
+            raise ConfigError(f"trace {t.id!r}: {len(labs)} labels for {len(t.steps or [])} steps")
+        rows += [{"trace_id": t.id, "step": k, **lab.as_dict()} for k, lab in enumerate(labs)]
+    cols = ["trace_id", "step", "tag", "planning", "score"]
+    return pd.DataFrame(rows, columns=cols)
