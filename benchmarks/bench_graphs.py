@@ -13,7 +13,7 @@ steps over K = 200 nodes):
 Prints a summary and writes JSON (``--out``).  Timings depend on the machine: report the
 CPU with them.  Usage::
 
-    python benchmarks/bench_graphs.py [--traces 10000] [--out runs/bench_graphs.json]
+    python benchmarks/bench_graphs.py [--traces 10000] [--out benchmarks/results/graphs.json]
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def main() -> None:
     ap.add_argument("--null-traces", type=int, default=1000)
     ap.add_argument("--n-null", type=int, default=20)
     ap.add_argument("--cycle-bound", type=int, default=10)
-    ap.add_argument("--out", type=Path, default=Path("runs/bench_graphs.json"))
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "graphs.json"
+    )
     args = ap.parse_args()
 
     from mechgraph.graphs import (
@@ -101,6 +103,7 @@ def main() -> None:
         step_distances,
         trace_graph,
     )
+    from mechgraph.io import write_text_atomic
 
     res: dict = {
         "machine": {
@@ -269,10 +272,7 @@ def main() -> None:
     res["nulls"] = {"traces": nb, "n_null": args.n_null, "kinds": ["shuffle", "walk"], "s": t_null}
     print(f"null z-scores: {nb} traces x {args.n_null} draws x 2 models in {t_null:.1f} s")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=str))
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(res, indent=2, default=str))
     print(f"-> {args.out}")
 
 

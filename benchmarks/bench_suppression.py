@@ -19,6 +19,7 @@ import torch
 
 from mechgraph.importance._common import prepare
 from mechgraph.importance.suppression import suppression_matrix, suppression_matrix_naive
+from mechgraph.io import write_json_atomic
 from mechgraph.models import load_model
 from mechgraph.traces import load_traces
 
@@ -67,8 +68,7 @@ def main() -> None:
         "max_abs_diff": float(np.nanmax(np.abs(fast.matrix - naive.matrix))),
         "max_value": float(np.nanmax(naive.matrix)),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    write_json_atomic(args.out, res)
     print(json.dumps(res, indent=2))
 
 

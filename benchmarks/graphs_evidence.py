@@ -16,7 +16,8 @@ nulls (z-scores, walk transition matrices per store), the aha odds ratio per sto
 persistent homology (observed; its nulls are slow), and a length-matched control: the
 reasoning traces cut to their first m steps, m = the median final-answer length.
 
-Writes ``runs/evidence/{metrics.parquet, summary.json}`` and prints Markdown tables.
+Writes ``runs/evidence/{metrics.parquet, summary.json}`` and prints Markdown tables; the
+summary of the run reported in docs/graphs.md is kept as ``benchmarks/results/graphs_evidence.json``.
 Usage: ``python benchmarks/graphs_evidence.py [--data DIR] [--out runs/evidence] [--n-null 50]``.
 """
 
@@ -30,19 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPORT = [
-    "n_steps",
-    "n_nodes",
-    "loop_count",
-    "n_cycles",
-    "revisits",
-    "diameter_hops",
-    "diameter",
-    "diameter_norm",
-    "clustering",
-    "avg_path_length",
-    "small_world_sigma",
-]
 Z = ["n_cycles", "revisits", "diameter_norm", "small_world_sigma"]
 
 
@@ -80,7 +68,10 @@ def human_traces(model_traces):
 
 
 def summarise(table: pd.DataFrame, by: str) -> pd.DataFrame:
-    cols = [c for c in REPORT if c in table] + [
+    from mechgraph.graphs import NULL_METRICS
+
+    report = ("n_steps", "n_nodes", *NULL_METRICS)
+    cols = [c for c in report if c in table] + [
         f"{m}_z_{k}" for m in Z for k in ("shuffle", "walk") if f"{m}_z_{k}" in table
     ]
     cols += [
@@ -187,12 +178,12 @@ def main() -> None:
     table = pd.concat([table.reset_index(drop=True), homo.reset_index(drop=True)], axis=1)
 
     # length-matched control: reasoning traces cut to the median final-answer length
-    hum_len = int(np.median(table.loc[table.store == "final_answer", "n_steps"].astype(int)))
+    match_len = int(np.median(table.loc[table.store == "final_answer", "n_steps"].astype(int)))
     sel = np.flatnonzero(corpus.keys["store"].to_numpy() == "reasoning")
     cut_nodes, cut_vec, cut_off = [], [], [0]
     for b in sel:
         lo = corpus.offsets[b]
-        hi = min(corpus.offsets[b + 1], lo + hum_len)
+        hi = min(corpus.offsets[b + 1], lo + match_len)
         cut_nodes.append(res.nodes[lo:hi])
         cut_vec.append(corpus.states[lo:hi])
         cut_off.append(cut_off[-1] + hi - lo)
@@ -204,7 +195,7 @@ def main() -> None:
         ],
         axis=1,
     )
-    cut.insert(0, "store", f"reasoning, first {hum_len} steps")
+    cut.insert(0, "store", f"reasoning, first {match_len} steps")
 
     both = pd.concat([table, cut], ignore_index=True)
     summary = summarise(both, "store")
@@ -219,12 +210,18 @@ def main() -> None:
         },
         "n_null": args.n_null,
         "homology_null": args.homology_null,
-        "length_matched_m": hum_len,
+        "length_matched_m": match_len,
+        "reasoning_by_correct": table[table.store == "reasoning"]
+        .groupby("correct")[["n_steps", "loop_count"]]
+        .mean()
+        .to_dict(orient="index"),
         "summary": summary.to_dict(orient="records"),
         "aha": res.aha.astype(object).where(res.aha.notna(), None).to_dict(orient="records"),
         "seconds": time.time() - t0,
     }
-    (args.out / "summary.json").write_text(json.dumps(doc, indent=2, default=str))
+    from mechgraph.io import write_text_atomic
+
+    write_text_atomic(args.out / "summary.json", json.dumps(doc, indent=2, default=str))
     print(markdown(summary))
     print()
     print(res.aha.to_string(index=False))

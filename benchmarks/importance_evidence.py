@@ -10,7 +10,9 @@ Pooled: the mean of the per-trace correlations with a bootstrap 95% CI over trac
 trace is the unit) and a Wilcoxon signed-rank p-value. ``score~target|position`` is the
 partial Spearman with sentence position partialled out.
 
-    python benchmarks/importance_evidence.py --max-tokens 512        # ~20 min, 2 cores
+    python benchmarks/importance_evidence.py --max-tokens 512     # ~4 min, 2 cores
+    python benchmarks/importance_evidence.py --max-tokens 1024 --out \
+        benchmarks/results/importance_1024.json                   # ~20 min, 2 cores
 """
 
 from __future__ import annotations

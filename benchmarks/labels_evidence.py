@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     if store:
         rep["probes"] = probe_report(store, args.layers, args.n_splits)
     if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=1, default=float))
+        from mechgraph.io import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(rep, indent=1, default=float))
 
 
 if __name__ == "__main__":

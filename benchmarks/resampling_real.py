@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mechgraph.cli import sample_path  # noqa: E402
 from mechgraph.importance.adaptive import adaptive_importance  # noqa: E402
 from mechgraph.importance.answers import ANSWER_MODES, extract_answer  # noqa: E402
 from mechgraph.importance.resampling import (  # noqa: E402
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "resampling_real.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    traces = load_traces(ROOT / "mechgraph" / "data" / "sample_traces.jsonl")
+    traces = load_traces(sample_path())
     (trace,) = segment_traces([t for t in traces if t.id == args.trace], "sentences")
     lm = load_model("default")
     gen = CountingGenerator(HFGenerator(lm, max_new_tokens=args.max_new_tokens, batch_size=args.n))

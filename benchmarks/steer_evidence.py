@@ -64,6 +64,15 @@ COMPARISONS = {
     "bottom_vs_position": ("bottom", "position"),
 }
 
+# pooled key -> per-comparison field averaged over traces
+MEANS = {
+    "mean_top_kl": "top_kl",
+    "mean_control_kl": "random_kl_mean",
+    "mean_position_offset": "position_offset",
+    "mean_top_planning": "top_planning",
+    "mean_control_planning": "control_planning",
+}
+
 
 def problem_of(trace_id: str) -> str:
     """``correct_base_solution/problem_330`` -> ``problem_330``."""
@@ -241,20 +250,9 @@ def pooled(records: list[dict], n_boot: int, seed: int) -> dict[str, Any]:
         out[name] = {
             "effect": pool([c["effect"] for c in rows], n_boot, seed),
             "log_ratio": pool([c["log_ratio"] for c in rows], n_boot, seed),
-            "mean_top_kl": float(np.mean([c["top_kl"] for c in rows])) if rows else None,
-            "mean_control_kl": float(np.mean([c["random_kl_mean"] for c in rows]))
-            if rows
-            else None,
-            "mean_position_offset": float(np.mean([c["position_offset"] for c in rows]))
-            if rows
-            else None,
-            "mean_top_planning": float(np.mean([c["top_planning"] for c in rows]))
-            if rows
-            else None,
-            "mean_control_planning": float(np.mean([c["control_planning"] for c in rows]))
-            if rows
-            else None,
         }
+        for key, field in MEANS.items():
+            out[name][key] = float(np.mean([c[field] for c in rows])) if rows else None
     return out
 
 

@@ -11,6 +11,8 @@ Examples
 >>> store.states(15).shape  # doctest: +SKIP
 """
 
+from importlib import import_module
+
 from mechgraph.align import align_spans, token_mask
 from mechgraph.errors import (
     AlignmentError,
@@ -21,53 +23,59 @@ from mechgraph.errors import (
     TraceError,
 )
 from mechgraph.extract import ExtractConfig, extract, prepare_trace
-from mechgraph.graphs import (
-    GraphConfig,
-    MetricOptions,
-    NodeSpace,
-    NodeSpaceConfig,
-    analyze_corpus,
-    graph_table,
-    metrics_table,
-    topology_metrics,
-    trace_graph,
-)
-from mechgraph.importance import (
-    counterfactual_importance,
-    receiver_scores,
-    steer_test,
-    suppression_matrix,
-)
-from mechgraph.labels import (
-    PLANNING_TAGS,
-    TAGS,
-    RuleTagger,
-    as_labeller,
-    label_table,
-    label_traces,
-    load_grams,
-    mine_strategic_grams,
-    planning_token_mask,
-    tag_sentences,
-)
 from mechgraph.models import LoadedModel, load_model, load_tokenizer
 from mechgraph.segment import segment_text
 from mechgraph.store import Store, open_store
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
-from mechgraph.weights import (
-    AdvantageConfig,
-    PlanningSource,
-    TextMismatchError,
-    TokenWeights,
-    WeightsConfig,
-    additive_advantages,
-    hicra_advantages,
-    hicra_code_advantages,
-    multiplicative_advantages,
-    read_weights,
-    token_weights,
-    write_weights,
-)
+
+# The analysis stages (scipy, networkx, ...) load on first use, so that `import mechgraph`
+# stays light: `mg.graph_table` imports mechgraph.graphs the first time it is read.
+_LAZY = {
+    "mechgraph.graphs": (
+        "GraphConfig",
+        "MetricOptions",
+        "NodeSpace",
+        "NodeSpaceConfig",
+        "analyze_corpus",
+        "graph_table",
+        "metrics_table",
+        "topology_metrics",
+        "trace_graph",
+    ),
+    "mechgraph.importance": (
+        "counterfactual_importance",
+        "receiver_scores",
+        "steer_test",
+        "suppression_matrix",
+    ),
+    "mechgraph.labels": (
+        "PLANNING_TAGS",
+        "TAGS",
+        "RuleTagger",
+        "as_labeller",
+        "label_table",
+        "label_traces",
+        "load_grams",
+        "mine_strategic_grams",
+        "planning_token_mask",
+        "tag_sentences",
+    ),
+    "mechgraph.weights": (
+        "AdvantageConfig",
+        "PlanningSource",
+        "TextMismatchError",
+        "TokenWeights",
+        "WeightsConfig",
+        "additive_advantages",
+        "hicra_advantages",
+        "hicra_code_advantages",
+        "multiplicative_advantages",
+        "read_weights",
+        "token_weights",
+        "write_weights",
+    ),
+}
+_WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -130,3 +138,18 @@ __all__ = [
     "trace_graph",
     "write_weights",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(_WHERE[name]), name)
+    elif f"mechgraph.{name}" in _LAZY:
+        value = import_module(f"mechgraph.{name}")
+    else:
+        raise AttributeError(f"module 'mechgraph' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -160,8 +160,9 @@ def demo(
     src = sample_path()
     typer.echo(f"sample traces: {src}")
     traces = mg.segment_traces(mg.load_traces(src), "sentences")
+    lm = mg.load_model("default")  # loaded once: extraction, then its tokenizer for weights
     store = mg.extract(
-        traces, out / "store", model="default", layers=_ints(layers), pools=("mean", "last")
+        traces, out / "store", model=lm, layers=_ints(layers), pools=("mean", "last")
     )
     typer.echo(store.summary())
 
@@ -182,9 +183,7 @@ def demo(
     typer.echo(f"\nreasoning graphs (block {layer}, 12 nodes):")
     typer.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
-    rows = mg.token_weights(
-        traces, mg.load_tokenizer(store.model_id), mg.WeightsConfig(planning="rules")
-    )
+    rows = mg.token_weights(traces, lm.tokenizer, mg.WeightsConfig(planning="rules"))
     path = mg.write_weights(out / "weights.parquet", rows)
     share = sum(float(r.planning_share) * r.n_tokens for r in rows) / sum(r.n_tokens for r in rows)
     typer.echo(f"\nHICRA token weights -> {path}  (planning tokens: {share:.1%})")

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mechgraph.align import align_spans, tokenize_with_offsets
+from mechgraph.align import align_spans, empty_spans, tokenize_with_offsets
 from mechgraph.errors import AlignmentError, ConfigError, ExtractionError, TraceError
 from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, PoolAccumulator, hook_name, make_backend
 from mechgraph.models import LoadedModel, load_model
-from mechgraph.store import Store, StoreWriter, open_store, state_key
+from mechgraph.store import MANIFEST, Store, StoreWriter, open_store, state_key
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
 
 __all__ = ["ExtractConfig", "extract", "prepare_trace"]
@@ -171,7 +171,7 @@ def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error", en
     steps = list(trace.steps)
     while True:
         spans = align_spans(full, off, [(s.start + P, s.end + P) for s in steps], trace_id=trace.id)
-        empty = [k for k, (a, _) in enumerate(spans) if a < 0]
+        empty = empty_spans(spans)
         if not empty:
             return ids, steps, spans
         k = empty[0]
@@ -319,7 +319,7 @@ def extract(
         p.pieces = _pieces(len(ids), lm.n_ctx, cfg, has_bos, t.id)
         preps.append(p)
     backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
-    fresh = not (Path(out) / "manifest.json").exists()
+    fresh = not (Path(out) / MANIFEST).exists()
     writer = StoreWriter(out, manifest)
     done = writer.committed()
     todo = []
@@ -444,7 +444,7 @@ def _write_chunk(writer: StoreWriter, chunk, results, hooks, cfg: ExtractConfig)
         t = p.trace
         trace_rows.append(
             {
-                **{key: v for key, v in t.fields().items()},
+                **t.fields(),
                 "ord": base + k,
                 "text": t.text,
                 "n_tokens": len(p.ids),

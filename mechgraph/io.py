@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_dir",
     "atomic_path",
+    "jsonable",
     "write_atomic",
     "write_json_atomic",
     "write_jsonl_atomic",
@@ -97,3 +100,65 @@ def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[Any]) -> 
     """
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     return write_text_atomic(path, text)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; swap it onto ``path`` if the block succeeds.
+
+    An existing folder at ``path`` is replaced: it is moved aside, the new one moved in,
+    then the old one removed (restored if the move in fails). Readers see the old folder
+    or the new one, never a mix; on an error the temporary folder is removed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "artifact"
+    >>> with atomic_dir(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("new")
+    >>> sorted(p.name for p in target.iterdir())
+    ['a.txt']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars, paths and tuples turned into plain JSON values.
+
+    Dict keys become strings; a float NaN becomes None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> jsonable({1: (np.int64(2), float("nan"))})
+    {'1': [2, None]}
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj

@@ -164,14 +164,11 @@ class Store:
     @cached_property
     def _token_index(self) -> dict[str, tuple[int, int]]:
         """trace id -> (shard number, row) for :meth:`tokens`."""
-        tr = self.traces
-        shard_of = np.repeat(np.arange(len(self._shards)), self._shard_sizes)
-        row = np.concatenate([np.arange(n) for n in self._shard_sizes]) if len(tr) else []
-        return {t: (int(a), int(b)) for t, a, b in zip(tr["trace_id"], shard_of, row, strict=True)}
-
-    @cached_property
-    def _shard_sizes(self) -> list[int]:
-        return [pq.ParquetFile(s / "traces.parquet").metadata.num_rows for s in self._shards]
+        out: dict[str, tuple[int, int]] = {}
+        for k, shard in enumerate(self._shards):
+            table = pq.read_table(shard / "traces.parquet", columns=["trace_id"])
+            out.update((t, (k, row)) for row, t in enumerate(table.column("trace_id").to_pylist()))
+        return out
 
     def _shard_tokens(self, shard: int) -> list:
         """The ``input_ids`` column of one shard, read once."""

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
-from probes.estimators import ESTIMATORS
+from mechgraph.io import atomic_dir, jsonable
+from probes.estimators import ESTIMATORS, estimator_class
 
 __all__ = ["FORMAT", "ProbeConfig", "load_probe", "save_probe"]
 
@@ -91,10 +90,7 @@ class ProbeConfig:
     format: str = FORMAT
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(
-                f"unknown estimator {self.estimator!r}; use one of {sorted(ESTIMATORS)}"
-            )
+        estimator_class(self.estimator)
         if self.target.split(":")[0] not in TARGETS:
             raise ConfigError(
                 f"target must be planning, tag or importance[:COLUMN], not {self.target!r}"
@@ -162,18 +158,6 @@ class ProbeConfig:
         return max(self.classes)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and x != x:
-        return None
-    return x
-
-
 def save_probe(estimator: Any, config: ProbeConfig, path: str | os.PathLike[str]) -> Path:
     """Write a fitted probe and its config to the folder ``path`` (replaced if present).
 
@@ -199,21 +183,9 @@ def save_probe(estimator: Any, config: ProbeConfig, path: str | os.PathLike[str]
         )
     tensors = {k: np.ascontiguousarray(np.atleast_1d(v)) for k, v in estimator.tensors().items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        (tmp / CONFIG).write_text(json.dumps(_jsonable(asdict(config)), indent=1), encoding="utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / CONFIG).write_text(json.dumps(jsonable(asdict(config)), indent=1), encoding="utf-8")
     return path
 
 

@@ -23,7 +23,16 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["ESTIMATORS", "DiffMeansProbe", "LinearProbe", "RidgeProbe", "make_estimator"]
+from mechgraph.errors import ConfigError
+
+__all__ = [
+    "ESTIMATORS",
+    "DiffMeansProbe",
+    "LinearProbe",
+    "RidgeProbe",
+    "estimator_class",
+    "make_estimator",
+]
 
 
 def _standardise(X: np.ndarray, on: bool, w=None) -> tuple[np.ndarray, np.ndarray]:
@@ -285,6 +294,13 @@ ESTIMATORS: dict[str, type] = {
 }
 
 
+def estimator_class(name: str) -> type:
+    """The estimator class of a name; :class:`~mechgraph.errors.ConfigError` if unknown."""
+    if name not in ESTIMATORS:
+        raise ConfigError(f"unknown estimator {name!r}; use one of {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name]
+
+
 def make_estimator(name: str, **params: Any):
     """An estimator by name: ``logistic``, ``diffmeans`` or ``ridge``.
 
@@ -293,6 +309,4 @@ def make_estimator(name: str, **params: Any):
     >>> make_estimator("logistic", C=0.1).get_params()["C"]
     0.1
     """
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; use one of {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name](**params)
+    return estimator_class(name)(**params)

@@ -17,12 +17,11 @@ import numpy as np
 
 from mechgraph.errors import ConfigError
 from mechgraph.labels.base import Labeller, StepLabel
+from mechgraph.labels.tagger import PLANNING_TAGS
 from mechgraph.traces import Trace
 from probes.artifacts import ProbeConfig, load_probe
 
 __all__ = ["ProbeLabeller", "extract_states"]
-
-_PLANNING = frozenset({"plan_generation", "uncertainty_management"})
 
 
 def extract_states(
@@ -42,10 +41,7 @@ def extract_states(
     -------
     list of (n_steps, d_model) arrays, one per trace, in step order.
     """
-    try:
-        from mechgraph.extract import extract
-    except ImportError as e:  # pragma: no cover - the extract module ships with mechgraph
-        raise ConfigError(f"probe labelling needs mechgraph.extract: {e}") from None
+    from mechgraph.extract import extract
     from mechgraph.models import load_model
 
     if model is None:
@@ -68,11 +64,12 @@ def extract_states(
             progress=False,
         )
         steps = store.steps
+        tids, step_no = steps["trace_id"].to_numpy(), steps["step"].to_numpy()
         X = store.states(config.layer, pool=config.pool, hook=config.hook)
         out = []
         for t in traces:
-            idx = np.flatnonzero(steps["trace_id"].to_numpy() == t.id)
-            idx = idx[np.argsort(steps["step"].to_numpy()[idx], kind="stable")]
+            idx = np.flatnonzero(tids == t.id)
+            idx = idx[np.argsort(step_no[idx], kind="stable")]
             if len(idx) != len(t.steps or []):
                 raise ConfigError(
                     f"trace {t.id!r}: extraction gave {len(idx)} steps for {len(t.steps or [])}"
@@ -121,11 +118,11 @@ class ProbeLabeller(Labeller):
         if cfg.target == "planning":
             p = proba[:, classes.index(cfg.planning_class)]
             return [StepLabel("planning" if v >= 0.5 else "other", v >= 0.5, float(v)) for v in p]
-        plan_cols = [k for k, c in enumerate(classes) if c in _PLANNING]
+        plan_cols = [k for k, c in enumerate(classes) if c in PLANNING_TAGS]
         out = []
         for row in proba:
             tag = str(classes[int(np.argmax(row))])
-            out.append(StepLabel(tag, tag in _PLANNING, float(row[plan_cols].sum())))
+            out.append(StepLabel(tag, tag in PLANNING_TAGS, float(row[plan_cols].sum())))
         return out
 
     def label_traces(self, traces: Sequence[Trace]) -> list[list[StepLabel]]:

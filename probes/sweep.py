@@ -34,7 +34,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import GroupKFold
 
 from mechgraph.errors import ConfigError
-from probes.estimators import ESTIMATORS, make_estimator
+from probes.estimators import estimator_class, make_estimator
 
 __all__ = [
     "CVResult",
@@ -77,10 +77,7 @@ class SweepConfig:
     task: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ConfigError(
-                f"unknown estimator {self.estimator!r}; use one of {sorted(ESTIMATORS)}"
-            )
+        estimator_class(self.estimator)
         if self.n_splits < 2:
             raise ConfigError(f"n_splits must be >= 2, got {self.n_splits}")
         if self.task not in ("auto", *TASKS):

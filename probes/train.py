@@ -29,6 +29,7 @@ import pandas as pd
 import typer
 
 from mechgraph.errors import ConfigError, MechgraphError, TraceError
+from mechgraph.labels.tagger import PLANNING_TAGS
 from probes.artifacts import ProbeConfig, save_probe
 from probes.estimators import make_estimator
 from probes.sweep import SweepConfig, SweepResult, layer_sweep
@@ -36,7 +37,6 @@ from probes.sweep import SweepConfig, SweepResult, layer_sweep
 __all__ = ["main", "parse_layers", "probe_command", "read_label_jsonl", "targets", "train_probe"]
 
 DEFAULT_IMPORTANCE = "counterfactual_importance_kl"
-_PLANNING = {"plan_generation", "uncertainty_management"}
 
 
 def parse_layers(spec: str | Sequence[int] | None, available: Sequence[int]) -> list[int]:
@@ -127,7 +127,7 @@ def targets(
                 raise ConfigError("the store has no 'label' column; give a label file (--labels)")
             raw = steps["label"].tolist()
             if kind == "planning":
-                raw = [None if v is None or v != v else v in _PLANNING for v in raw]
+                raw = [None if v is None or v != v else v in PLANNING_TAGS for v in raw]
         keep = np.array([v is not None and v == v for v in raw])
         if kind == "planning":
             y = np.array([int(bool(v)) if k else 0 for v, k in zip(raw, keep, strict=True)])
@@ -195,8 +195,8 @@ def train_probe(
         from mechgraph.store import open_store
 
         store = open_store(store)
-    if target.startswith("importance") and estimator != "ridge":
-        estimator = "ridge" if estimator == "logistic" else estimator
+    if target.startswith("importance") and estimator == "logistic":
+        estimator = "ridge"
     cfg = SweepConfig(estimator=estimator, params=dict(params or {}), n_splits=n_splits)
     steps = store.steps
     lab = read_label_jsonl(labels) if labels is not None else None
@@ -220,26 +220,18 @@ def train_probe(
     if out is not None:
         best = res.best_layer
         est = make_estimator(cfg.estimator, **cfg.params).fit(get(best), y)
-        manifest = getattr(store, "manifest", {}) or {}
-        model_id = str(manifest.get("model_id", getattr(store, "model_id", "")))
-        pcfg = ProbeConfig(
-            estimator=cfg.estimator,
-            params=est.get_params(),
-            target=target
+        pcfg = ProbeConfig.for_store(
+            est,
+            store,
+            best,
+            target
             if not target.startswith("importance") or ":" in target
             else f"importance:{DEFAULT_IMPORTANCE}",
-            classes=None if res.task == "regression" else np.unique(y).tolist(),
-            layer=best,
             hook=hook,
             pool=pool,
-            model_id=model_id,
-            fingerprint=manifest.get("fingerprint"),
-            d_model=int(get(best).shape[1]),
-            segmenter=manifest.get("segmenter"),
             metrics=res.table.loc[res.table["layer"] == best].iloc[0].to_dict(),
             sweep=res.to_dict(),
             source={
-                "store": str(getattr(store, "path", "")),
                 "labels": None if labels is None else str(labels),
                 "n_steps": len(y),
                 "n_traces": len(np.unique(groups)),

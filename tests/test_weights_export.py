@@ -29,13 +29,6 @@ TEXT = "Okay, let me think. But wait, 2 + 2 = 4. So the answer is 4."
 
 
 @pytest.fixture(scope="module")
-def smol():
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
-@pytest.fixture(scope="module")
 def rows(smol):
     steps = [
         Step(0, 19, TEXT[0:19], meta={"imp": 0.5}),

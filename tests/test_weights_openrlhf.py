@@ -25,13 +25,6 @@ TEXTS = ["But wait, 2 + 2 = 4.", "4", "Let me try: 2 + 2 = 5. But wait, 4.", "5.
 REWARDS = [1.0, 0.0, 1.0, 0.0]
 
 
-@pytest.fixture(scope="module")
-def smol():
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
 def _experience(smol, rows: list[int]):
     """One experience in OpenRLHF 0.11's layout: right-padded, action_mask = sequences[:, 1:]."""
     p = smol(PROMPT, add_special_tokens=False)["input_ids"]

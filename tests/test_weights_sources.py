@@ -28,13 +28,6 @@ from mechgraph.weights.online import batch_tokens
 TEXT = "Okay, so I have this problem. Let me try another approach. So 3 * 4 = 12."
 
 
-@pytest.fixture(scope="module")
-def smol():
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
 def test_planning_sources_by_name(ta_dir):
     hicra = ta_dir.parent / "hicra_strategic_grams.json"
     sg = PlanningSource(f"sg:{hicra}")

@@ -32,13 +32,6 @@ SETTINGS = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def smol():
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
 def _word_spans(text: str, pick: list[bool]) -> list[tuple[int, int]]:
     words = [m.span() for m in re.finditer(r"\S+", text)]
     return [w for w, p in zip(words, pick, strict=False) if p]

@@ -41,13 +41,6 @@ SCORES = [1.0, 0.0, 1.0, 0.0]
 GRAMS = ["but wait", "let me try"]
 
 
-@pytest.fixture(scope="module")
-def smol():
-    from mechgraph.models import load_tokenizer
-
-    return load_tokenizer("default")
-
-
 def _batch(smol, texts=TEXTS, L=24):
     B = len(texts)
     responses = torch.full((B, L), smol.pad_token_id, dtype=torch.long)

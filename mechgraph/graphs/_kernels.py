@@ -58,7 +58,6 @@ RAW_COLUMNS: tuple[str, ...] = (
     "mean_degree",
 )
 N_RAW = len(RAW_COLUMNS)
-_C = {name: i for i, name in enumerate(RAW_COLUMNS)}
 (
     I_N_STEPS,
     I_N_NODES,

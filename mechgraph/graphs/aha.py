@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mechgraph.errors import ConfigError
-from mechgraph.graphs.paths import _as_path, revisit_mask
+from mechgraph.graphs.paths import _as_path, _trace_of_step, revisit_mask
 
 __all__ = [
     "RECONSIDERATION_LEXICON",
@@ -222,7 +222,7 @@ def aha_table(
     if lag < 0:
         raise ConfigError(f"lag must be >= 0, got {lag}")
     B, N = offsets.size - 1, p.size
-    seg = np.repeat(np.arange(B), np.diff(offsets))
+    seg = _trace_of_step(offsets)
     pos = np.arange(N) - offsets[:-1][seg]
     ret = revisit_mask(p, offsets)
     moved = np.zeros(N, bool)

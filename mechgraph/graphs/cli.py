@@ -22,7 +22,7 @@ import pandas as pd
 import typer
 
 from mechgraph.errors import ConfigError
-from mechgraph.io import write_atomic
+from mechgraph.io import write_atomic, write_text_atomic
 
 __all__ = ["graph_command", "write_outputs"]
 
@@ -57,12 +57,7 @@ def write_outputs(
         "aha": aha.to_dict(orient="records"),
     }
     sidecar = out.with_name(out.name + ".json")
-    write_atomic(
-        sidecar,
-        lambda tmp: Path(tmp).write_text(
-            json.dumps(doc, indent=2, default=_json_default, allow_nan=True)
-        ),
-    )
+    write_text_atomic(sidecar, json.dumps(doc, indent=2, default=_json_default, allow_nan=True))
 
 
 def write_plots(

@@ -22,7 +22,7 @@ from mechgraph.graphs.aha import aha_table, reconsideration_mask
 from mechgraph.graphs.metrics import MetricOptions
 from mechgraph.graphs.nodespace import NodeSpace, NodeSpaceConfig, stack_states
 from mechgraph.graphs.nulls import NULL_KINDS, null_zscores
-from mechgraph.graphs.paths import offsets_from_ids, step_distances
+from mechgraph.graphs.paths import _trace_of_step, offsets_from_ids, step_distances
 from mechgraph.graphs.topology import metrics_table
 
 __all__ = [
@@ -249,7 +249,7 @@ def _groups(corpus: Corpus, group_by: str | None) -> np.ndarray | None:
 def _aha(corpus: Corpus, nodes: np.ndarray, groups: np.ndarray | None, source: str) -> pd.DataFrame:
     """Aha table per group; each group picks its marker source (labels or lexicon) itself."""
     steps = corpus.steps
-    seg = np.repeat(np.arange(corpus.n_traces), np.diff(corpus.offsets))
+    seg = _trace_of_step(corpus.offsets)
     per_trace = np.array(["all"] * corpus.n_traces, dtype=object) if groups is None else groups
     step_group = per_trace[seg]
     markers = np.zeros(len(steps), bool)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from mechgraph.errors import ConfigError
 from mechgraph.graphs.nulls import NULL_KINDS, corpus_walks, shuffled_orders
-from mechgraph.graphs.paths import _as_path
+from mechgraph.graphs.paths import _as_path, _trace_of_step
 
 __all__ = ["HOMOLOGY_COLUMNS", "homology_table", "trajectory_homology"]
 
@@ -126,7 +126,7 @@ def trajectory_homology(
 
 def _member_sampler(nodes: np.ndarray, offsets: np.ndarray, groups: np.ndarray):
     """For each (group, node): the global indices of its steps, for random draws."""
-    seg = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    seg = _trace_of_step(offsets)
     kn = int(nodes.max()) + 1
     key = groups[seg] * kn + nodes
     order = np.argsort(key, kind="stable")
@@ -214,7 +214,7 @@ def homology_table(
             )
             walks, _ = corpus_walks(p, offsets, n_null, rng, groups=groups)
             kn, order, skey = _member_sampler(p, offsets, g)
-            seg = np.repeat(np.arange(B), np.diff(offsets))
+            seg = _trace_of_step(offsets)
             keys = g[seg][None, :] * kn + walks
             lo = np.searchsorted(skey, keys, side="left")
             hi = np.searchsorted(skey, keys, side="right")

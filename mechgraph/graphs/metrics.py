@@ -359,7 +359,15 @@ def avg_path_length(G: nx.Graph, directed: bool = False) -> float:
         indptr, indices, _ = K.csr_sorted(n, src, dst, np.zeros(src.size))
         _, total, pairs = K.bfs_all_pairs(n, indptr, indices)
         return total / pairs if pairs else float("nan")
-    uptr, uind, _ = K.undirected_csr(n, src, dst)
+    return _undirected_apl(n, *K.undirected_csr(n, src, dst)[:2])
+
+
+def _undirected_apl(n: int, uptr: np.ndarray, uind: np.ndarray) -> float:
+    """Mean hop distance of a symmetric CSR graph (0 for one node, NaN if empty/disconnected)."""
+    if n == 0:
+        return float("nan")
+    if n == 1:
+        return 0.0
     _, total, pairs = K.bfs_all_pairs(n, uptr, uind)
     return total / pairs if pairs == n * (n - 1) else float("nan")
 
@@ -458,7 +466,7 @@ def small_world_sigma(
     uptr, uind, m_u = K.undirected_csr(n, src, dst)
     c_avg, c_trans = K.clustering_stats(n, uptr, uind) if n else (np.nan, np.nan)
     C = c_trans if clustering == "transitivity" else c_avg
-    L = avg_path_length(G)
+    L = _undirected_apl(n, uptr, uind)
     if baseline == "analytic":
         return float(_sigma_analytic(C, L, n, 2.0 * m_u / n if n else 0.0))
     return _sigma_sampled(_simple_undirected(G), C, L, opts, random.Random(seed))

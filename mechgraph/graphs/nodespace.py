@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mechgraph.errors import ConfigError, StoreError
+from mechgraph.io import atomic_dir, jsonable
 
 __all__ = ["NodeSpace", "NodeSpaceConfig", "NodeSpaceWarning", "fallback_k"]
 
@@ -286,7 +285,6 @@ class NodeSpace:
 
         self._check_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"centers": self.centers_}
         for name in ("scale_mean_", "scale_std_", "pca_mean_", "pca_components_"):
             arr = getattr(self, name)
@@ -299,16 +297,11 @@ class NodeSpace:
             "k": self.k_,
             "n_features_in": self.n_features_in_,
             "n_fit_steps": self.n_fit_steps_,
-            "meta": _jsonable(self.meta),
+            "meta": jsonable(self.meta),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             save_file(tensors, str(tmp / _ARRAYS))
             (tmp / _JSON).write_text(json.dumps(doc, indent=2, sort_keys=True))
-            _replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -335,33 +328,6 @@ class NodeSpace:
         if ns.centers_.shape[0] != doc["k"]:
             raise StoreError(f"{path}: {ns.centers_.shape[0]} centers but k={doc['k']} in {_JSON}")
         return ns
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Move folder ``tmp`` to ``path``, replacing an existing one with no half state."""
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def stack_states(arrays: Sequence[np.ndarray]) -> np.ndarray:

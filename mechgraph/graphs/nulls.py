@@ -28,7 +28,7 @@ import pandas as pd
 
 from mechgraph.errors import ConfigError
 from mechgraph.graphs.metrics import MetricOptions
-from mechgraph.graphs.paths import _as_path, step_distances
+from mechgraph.graphs.paths import _as_path, _trace_of_step, step_distances
 from mechgraph.graphs.topology import _finalize, _raw_metrics
 
 __all__ = ["NULL_KINDS", "NULL_METRICS", "corpus_walks", "null_zscores", "shuffled_orders"]
@@ -48,10 +48,6 @@ NULL_METRICS: tuple[str, ...] = (
 _CHUNK_STEPS = 4_000_000
 
 
-def _seg(offsets: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-
-
 def shuffled_orders(offsets: np.ndarray, n_null: int, rng: np.random.Generator) -> np.ndarray:
     """Within-trace random permutations of the steps.
 
@@ -67,7 +63,7 @@ def shuffled_orders(offsets: np.ndarray, n_null: int, rng: np.random.Generator) 
     ([0, 1], [2, 3, 4])
     """
     offsets = np.asarray(offsets, np.int64)
-    seg = _seg(offsets)
+    seg = _trace_of_step(offsets)
     out = np.empty((n_null, seg.size), np.int64)
     for r in range(n_null):
         out[r] = np.lexsort((rng.random(seg.size), seg))
@@ -155,7 +151,7 @@ def corpus_walks(
         raise ConfigError(f"got {g_codes.size} group labels for {B} traces")
     n_groups = int(g_codes.max()) + 1 if B else 1
     kn = int(p.max()) + 1 if N else 1
-    step_group = g_codes[_seg(offsets)]
+    step_group = g_codes[_trace_of_step(offsets)]
     state = step_group * kn + p
     S = n_groups * kn
     trans = np.ones(max(N - 1, 0), bool)

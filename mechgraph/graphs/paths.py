@@ -38,6 +38,12 @@ def _as_path(path: Sequence[int] | np.ndarray) -> np.ndarray:
     return p.astype(np.int64, copy=False)
 
 
+def _trace_of_step(offsets: np.ndarray) -> np.ndarray:
+    """Trace index of every step of a flat corpus split by ``offsets``."""
+    offsets = np.asarray(offsets, np.int64)
+    return np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+
+
 def offsets_from_ids(trace_ids: Sequence | np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of contiguous runs of equal trace ids.
 
@@ -125,7 +131,7 @@ def revisit_mask(
     offsets = np.asarray(offsets, np.int64)
     if n == 0:
         return np.zeros(0, bool)
-    seg = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    seg = _trace_of_step(offsets)
     pmin = p.min()
     span = int(p.max() - pmin) + 1
     code = seg.astype(np.int64) * span + (p - pmin)

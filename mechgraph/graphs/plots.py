@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mechgraph.errors import ConfigError
-from mechgraph.graphs.paths import _as_path, offsets_from_ids, trace_graph
+from mechgraph.graphs.paths import _as_path, _trace_of_step, offsets_from_ids, trace_graph
 from mechgraph.io import atomic_path
 
 __all__ = [
@@ -103,7 +103,7 @@ def embed_2d(
 def _colors(steps: pd.DataFrame, offsets: np.ndarray, color_by: str) -> tuple[np.ndarray, bool]:
     """Values to colour by, and whether they are categorical."""
     if color_by == "position":
-        seg = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+        seg = _trace_of_step(offsets)
         length = np.diff(offsets)[seg]
         pos = np.arange(len(steps)) - offsets[:-1][seg]
         return pos / np.maximum(length - 1, 1), False

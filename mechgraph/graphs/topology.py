@@ -200,8 +200,8 @@ def metrics_table(
 
     Notes
     -----
-    One compiled pass over all traces (parallel over the CPU cores); about 0.3 ms per
-    trace of 50-300 steps on a 2-core machine (``benchmarks/bench_graphs.py``).
+    One compiled pass over all traces (parallel over the CPU cores); about 0.5 ms per
+    trace of 50-300 steps on a busy 2-core machine (``benchmarks/results/graphs.json``).
 
     Examples
     --------

@@ -11,7 +11,7 @@ from mechgraph.errors import TraceError
 from mechgraph.extract import prepare_trace
 from mechgraph.traces import Step, Trace
 
-__all__ = ["PreparedTrace", "prepare", "span_matrix"]
+__all__ = ["PreparedTrace", "as_prepared", "prepare", "span_matrix"]
 
 
 @dataclass
@@ -63,6 +63,15 @@ def prepare(
         steps, spans = steps[:n], spans[:n]
         ids = ids[: spans[-1][1]]
     return PreparedTrace(trace, np.asarray(ids, dtype=np.int64), list(steps), list(spans))
+
+
+def as_prepared(
+    trace: Trace | PreparedTrace, tokenizer: Any, max_tokens: int | None = None
+) -> PreparedTrace:
+    """``trace`` itself if already prepared, else :func:`prepare` it (with ``max_tokens``)."""
+    if isinstance(trace, PreparedTrace):
+        return trace
+    return prepare(trace, tokenizer, max_tokens=max_tokens)
 
 
 def span_matrix(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:

@@ -158,51 +158,47 @@ def adaptive_importance(
             return _accuracy_var(rolls[i], rolls[i + 1], cfg.threshold, corr or "")
         return _kl_var(rolls[i], rolls[i + 1], cfg, rng, n_boot)
 
-    spent = sum(more(i, n_initial) for i in range(S + 1))
+    def est(i: int) -> float:
+        return _one(rolls[i], rolls[i + 1], cfg.threshold, cfg.alpha, corr, cfg.use_similar)[m]
+
+    def spent() -> int:
+        return sum(len(r) for r in rolls)
+
+    for i in range(S + 1):
+        more(i, n_initial)
     v = np.array([var(i) for i in range(S)])
+    e = np.array([est(i) for i in range(S)]) if allocation == "rank" else None
     per_round = max(1, S // 10)
     tol = se_tol**2
-
-    hits = [0]
-
-    def reliable() -> bool:  # the target met at two checks in a row (one can be luck)
-        if target_reliability is None:
-            return False
-        res = result_from_rollouts(rolls, cfg, corr)
-        ok = ranking_reliability(res, metric, target_reliability).full >= target_reliability
-        hits[0] = hits[0] + 1 if ok else 0
-        return hits[0] >= 2
-
-    while not reliable() and (v > tol).any():
+    streak = 0  # the reliability target met at this many checks in a row (one can be luck)
+    while (v > tol).any():
+        if target_reliability is not None:
+            res = result_from_rollouts(rolls, cfg, corr)
+            ok = ranking_reliability(res, metric, target_reliability).full >= target_reliability
+            streak = streak + 1 if ok else 0
+            if streak >= 2:
+                break
         if allocation == "uniform":
             room = [i for i in range(S + 1) if len(rolls[i]) < cfg.n_rollouts]
-            if not room or spent + batch * len(room) > limit:
+            if not room or spent() + batch * len(room) > limit:
                 break
-            spent += sum(more(i, batch) for i in room)
+            for i in room:
+                more(i, batch)
             v = np.array([var(i) for i in range(S)])
             continue
-        if spent + 2 * batch > limit:
+        if spent() + 2 * batch > limit:
             break
-        if allocation == "rank":
-            est = np.array(
-                [
-                    _one(rolls[i], rolls[i + 1], cfg.threshold, cfg.alpha, corr, cfg.use_similar)[m]
-                    for i in range(S)
-                ]
-            )
-            prio = _rank_priority(est, v)
-        else:
-            prio = v.copy()
+        prio = _rank_priority(e, v) if e is not None else v.copy()
         prio[v <= tol] = -np.inf
         grew = False
         for i in np.argsort(-prio)[:per_round]:
-            if not math.isfinite(prio[i]) or spent + 2 * batch > limit:
+            if not math.isfinite(prio[i]) or spent() + 2 * batch > limit:
                 break
-            got = more(int(i), batch) + more(int(i) + 1, batch)
-            spent += got
-            grew |= got > 0
+            grew |= more(int(i), batch) + more(int(i) + 1, batch) > 0
             for k in {int(i) - 1, int(i), int(i) + 1} & set(range(S)):
                 v[k] = var(k)
+                if e is not None:
+                    e[k] = est(k)
         if not grew:
             break
     return result_from_rollouts(rolls, cfg, corr)

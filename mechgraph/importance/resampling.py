@@ -171,7 +171,7 @@ def answer_kl(p_answers: Sequence[str], q_answers: Sequence[str], alpha: float =
     np_, nq = sum(p.values()), sum(q.values())
     if not np_ or not nq:
         return 0.0
-    support = set(p) | set(q)
+    support = sorted(set(p) | set(q))  # a fixed order: the float sum must not depend on hashing
     V = len(support)
     kl = 0.0
     for a in support:
@@ -263,15 +263,9 @@ def importance_from_rollouts(
     >>> [round(float(v[0]), 3) for v in importance_from_rollouts(r, correct="1")]
     [0.231, 1.0, 1.0]
     """
+    corr = None if correct is None else normalize_answer(correct)
     out = [
-        _one(
-            rollouts[i],
-            rollouts[i + 1],
-            threshold,
-            alpha,
-            None if correct is None else normalize_answer(correct),
-            use_similar,
-        )
+        _one(rollouts[i], rollouts[i + 1], threshold, alpha, corr, use_similar)
         for i in range(len(rollouts) - 1)
     ]
     arr = np.array(out, dtype=np.float64).reshape(-1, 3)
@@ -395,17 +389,15 @@ def ranking_reliability(
         raise ConfigError("metric='accuracy' needs a run with a reference answer")
     if not 0 < target < 1:
         raise ConfigError(f"target must be in (0, 1), got {target}")
-    halves = []
-    for part in (0, 1):
-        rolls = [r[part::2] for r in result.rollouts]
-        kl, acc, _ = importance_from_rollouts(
-            rolls,
-            threshold=result.config.threshold,
-            alpha=result.config.alpha,
-            correct=result.correct,
-            use_similar=result.config.use_similar,
+    halves = [
+        getattr(
+            result_from_rollouts(
+                [r[part::2] for r in result.rollouts], result.config, result.correct
+            ),
+            metric,
         )
-        halves.append(kl if metric == "kl" else acc)
+        for part in (0, 1)
+    ]
     with warnings.catch_warnings():  # constant halves (nothing varies): reliability 0
         warnings.simplefilter("ignore")
         r = spearmanr(halves[0], halves[1]).statistic

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from mechgraph.errors import ConfigError
-from mechgraph.importance._common import PreparedTrace, prepare
-from mechgraph.importance.suppression import _kl_batch, _prefix_cache, additive_mask
+from mechgraph.importance._common import PreparedTrace, as_prepared
+from mechgraph.importance.suppression import _base_forward, _kl_batch, _masked_forward
 from mechgraph.traces import Trace
 
 __all__ = ["CONTROLS", "SteerResult", "position_matched_sets", "set_kl", "steer_test"]
@@ -274,10 +274,7 @@ def set_kl(
     head = hf.get_output_embeddings()
     T = p.spans[-1][1]
     eval_tok = None if s0 is None else p.spans[s0][0]
-    x = torch.as_tensor(p.ids[:T], dtype=torch.long, device=hf.device)[None]
-    base = hf.model(input_ids=x, use_cache=True)
-    hb = base.last_hidden_state[0]
-    cache = base["cache"] if "cache" in base else base.past_key_values
+    x, hb, cache = _base_forward(hf, p.ids[:T])
     span_sets = [[p.spans[int(j)] for j in sorted(set(s))] for s in sets]
     starts = [min((a for a, _ in sp), default=eval_tok) for sp in span_sets]
     order = np.argsort(starts, kind="stable")
@@ -288,15 +285,7 @@ def set_kl(
         b0 = (
             eval_tok if eval_tok is not None else min(min(b for _, b in span_sets[r]) for r in rows)
         )
-        B = len(rows)
-        mask = additive_mask(T, start, [span_sets[r] for r in rows], dtype=hb.dtype)
-        h = hf.model(
-            input_ids=x[:, start:].expand(B, -1),
-            attention_mask=mask.to(hf.device),
-            position_ids=torch.arange(start, T, device=hf.device)[None].expand(B, -1),
-            cache=_prefix_cache(cache, start, B) if start > 0 else None,
-            use_cache=True,
-        ).last_hidden_state
+        h = _masked_forward(hf, x, cache, start, [span_sets[r] for r in rows], hb.dtype)
         kl = _kl_batch(head, hb, h, start, b0, kl_chunk)  # (B, T - b0)
         for i, r in enumerate(rows):
             out[r] = _row_metric(kl[i], b0, span_sets[r], eval_tok)
@@ -368,11 +357,7 @@ def steer_test(
         raise ConfigError(f"control must be one of {CONTROLS}, got {control!r}")
     if n_random < 1 or n_boot < 1:
         raise ConfigError(f"n_random and n_boot must be >= 1, got {n_random} and {n_boot}")
-    p = (
-        trace
-        if isinstance(trace, PreparedTrace)
-        else prepare(trace, lm.tokenizer, max_tokens=max_tokens)
-    )
+    p = as_prepared(trace, lm.tokenizer, max_tokens)
     scores = np.asarray(scores, dtype=np.float64)[: p.n_steps]
     if len(scores) != p.n_steps:
         raise ConfigError(f"need one score per sentence ({p.n_steps}), got {len(scores)}")

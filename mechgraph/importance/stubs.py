@@ -75,6 +75,17 @@ class StubGenerator:
             out.append(f"{sent} More reasoning. \\boxed{{{ans}}}")
         return out
 
+    def _rates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(p_dissimilar with position S never resampled, acc_dissimilar, acc_keep, S)."""
+        f, ad, ak = (
+            np.asarray(a, dtype=np.float64)
+            for a in (self.p_dissimilar, self.acc_dissimilar, self.acc_keep)
+        )
+        S = len(self.trace.steps or [])
+        f = f.copy()
+        f[S] = 0.0
+        return f, ad, ak, S
+
     def true_accuracy_importance(self) -> np.ndarray:
         """The accuracy importance each sentence has in expectation (0 where never resampled).
 
@@ -83,13 +94,7 @@ class StubGenerator:
         >>> gen.true_accuracy_importance().shape  # doctest: +SKIP
         (S,)
         """
-        f, ad, ak = (
-            np.asarray(a, dtype=np.float64)
-            for a in (self.p_dissimilar, self.acc_dissimilar, self.acc_keep)
-        )
-        S = len(self.trace.steps or [])
-        f = f.copy()
-        f[S] = 0.0
+        f, ad, ak, S = self._rates()
         acc_at = f * ad + (1 - f) * ak
         return np.where(f[:S] > 0, ad[:S] - acc_at[1 : S + 1], 0.0)
 
@@ -104,13 +109,7 @@ class StubGenerator:
         >>> gen.true_kl_importance().shape  # doctest: +SKIP
         (S,)
         """
-        f, ad, ak = (
-            np.asarray(a, dtype=np.float64)
-            for a in (self.p_dissimilar, self.acc_dissimilar, self.acc_keep)
-        )
-        S = len(self.trace.steps or [])
-        f = f.copy()
-        f[S] = 0.0
+        f, ad, ak, S = self._rates()
         w = len(self.wrong)
 
         def dist(acc: np.ndarray) -> np.ndarray:  # (n, 1 + w): correct, then each wrong

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mechgraph.errors import ConfigError
-from mechgraph.importance._common import PreparedTrace, prepare
+from mechgraph.importance._common import PreparedTrace, as_prepared
 from mechgraph.models import LoadedModel
 from mechgraph.traces import Trace
 
@@ -118,28 +118,12 @@ def additive_mask(
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def _kl_rows(lm_head: Any, h_base: torch.Tensor, h_supp: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Per-row KL(softmax(head(h_base)) || softmax(head(h_supp)))."""
-    out = []
-    for c in range(0, h_base.shape[0], chunk):
-        lp = torch.log_softmax(lm_head(h_base[c : c + chunk]).float(), -1)
-        lq = torch.log_softmax(lm_head(h_supp[c : c + chunk]).float(), -1)
-        out.append((lp.exp() * (lp - lq)).sum(-1).clamp_min(0.0))
-    return torch.cat(out) if out else torch.zeros(0)
-
-
 def _per_sentence(kl: np.ndarray, spans: Sequence[tuple[int, int]], j: int, off: int) -> np.ndarray:
     row = np.full(len(spans), np.nan)
     for i in range(j + 1, len(spans)):
         a, b = spans[i]
         row[i] = kl[a - off : b - off].mean()
     return row
-
-
-def _prepared(lm: LoadedModel, trace: Trace | PreparedTrace, max_tokens: int | None):
-    if isinstance(trace, PreparedTrace):
-        return trace
-    return prepare(trace, lm.tokenizer, max_tokens=max_tokens)
 
 
 @torch.no_grad()
@@ -163,7 +147,7 @@ def masked_token_kl(
     hb = hf.model(input_ids=x, use_cache=False).last_hidden_state[0]
     mask = additive_mask(T, 0, [list(masked)], dtype=hb.dtype).to(hf.device)
     hs = hf.model(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state[0]
-    return _kl_rows(hf.get_output_embeddings(), hb, hs, kl_chunk).cpu().numpy()
+    return _kl_batch(hf.get_output_embeddings(), hb, hs[None], 0, 0, kl_chunk)[0].astype(np.float32)
 
 
 @torch.no_grad()
@@ -180,7 +164,7 @@ def suppression_matrix_naive(
     >>> suppression_matrix_naive(lm, trace).matrix.shape  # doctest: +SKIP
     """
     cfg = config or SuppressionConfig(**options)
-    p = _prepared(lm, trace, cfg.max_tokens)
+    p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     hf = lm.hf
     T = p.spans[-1][1]
     x = torch.as_tensor(p.ids[:T], dtype=torch.long, device=hf.device)[None]
@@ -190,7 +174,7 @@ def suppression_matrix_naive(
         mask = additive_mask(T, 0, [[span]], dtype=hb.dtype).to(hf.device)
         hs = hf.model(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state[0]
         b = span[1]
-        kl = _kl_rows(hf.get_output_embeddings(), hb[b:], hs[b:], cfg.kl_chunk).cpu().numpy()
+        kl = _kl_batch(hf.get_output_embeddings(), hb, hs[None], 0, b, cfg.kl_chunk)[0]
         mat[:, j] = _per_sentence(kl, p.spans, j, b)
     return SuppressionResult(mat, T * p.n_steps)
 
@@ -204,6 +188,37 @@ def _prefix_cache(cache: Any, start: int, batch: int) -> Any:
         v = layer.values[:, :, :start].expand(batch, -1, -1, -1).contiguous()
         new.update(k, v, layer_idx)
     return new
+
+
+def _base_forward(hf: Any, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Run ``ids`` once with a KV cache: the input ``(1, T)``, final hidden states, cache."""
+    x = torch.as_tensor(ids, dtype=torch.long, device=hf.device)[None]
+    base = hf.model(input_ids=x, use_cache=True)
+    cache = base["cache"] if "cache" in base else base.past_key_values
+    return x, base.last_hidden_state[0], cache
+
+
+def _masked_forward(
+    hf: Any,
+    x: torch.Tensor,
+    cache: Any,
+    start: int,
+    masked: Sequence[Sequence[tuple[int, int]]],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Final hidden states ``(B, T - start, d)`` of ``x[start:]``, row b hiding ``masked[b]``.
+
+    The unchanged prefix ``[0, start)`` is taken from the base ``cache``, repeated over rows.
+    """
+    T, B = x.shape[1], len(masked)
+    mask = additive_mask(T, start, masked, dtype=dtype)
+    return hf.model(
+        input_ids=x[:, start:].expand(B, -1),
+        attention_mask=mask.to(hf.device),
+        position_ids=torch.arange(start, T, device=hf.device)[None].expand(B, -1),
+        cache=_prefix_cache(cache, start, B) if start > 0 else None,
+        use_cache=True,
+    ).last_hidden_state
 
 
 @torch.no_grad()
@@ -233,14 +248,11 @@ def suppression_matrix(
     >>> r.matrix.shape, r.scores()[:3]  # doctest: +SKIP
     """
     cfg = config or SuppressionConfig(**options)
-    p = _prepared(lm, trace, cfg.max_tokens)
+    p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     hf = lm.hf
     head = hf.get_output_embeddings()
     T = p.spans[-1][1]
-    x = torch.as_tensor(p.ids[:T], dtype=torch.long, device=hf.device)[None]
-    base = hf.model(input_ids=x, use_cache=True)
-    hb = base.last_hidden_state[0]
-    cache = base["cache"] if "cache" in base else base.past_key_values
+    x, hb, cache = _base_forward(hf, p.ids[:T])
     S = p.n_steps
     mat = np.full((S, S), np.nan)
     forwards = T
@@ -248,18 +260,8 @@ def suppression_matrix(
     for c in range(0, len(js), cfg.batch_size):
         batch = js[c : c + cfg.batch_size]
         start = min(p.spans[j][0] for j in batch)
-        B = len(batch)
-        pc = _prefix_cache(cache, start, B)
-        mask = additive_mask(T, start, [[p.spans[j]] for j in batch], dtype=hb.dtype)
-        pos = torch.arange(start, T, device=hf.device)[None].expand(B, -1)
-        out = hf.model(
-            input_ids=x[:, start:].expand(B, -1),
-            attention_mask=mask.to(hf.device),
-            position_ids=pos,
-            cache=pc,
-            use_cache=True,
-        ).last_hidden_state
-        forwards += B * (T - start)
+        out = _masked_forward(hf, x, cache, start, [[p.spans[j]] for j in batch], hb.dtype)
+        forwards += len(batch) * (T - start)
         ends = [p.spans[j][1] for j in batch]
         kl = _kl_batch(head, hb, out, start, min(ends), cfg.kl_chunk)  # (B, T - b0)
         for r, (j, b) in enumerate(zip(batch, ends, strict=True)):

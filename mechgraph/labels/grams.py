@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
+from mechgraph.io import write_text_atomic
 from mechgraph.labels.base import SentenceLabeller, StepLabel
 
 __all__ = [
@@ -164,12 +165,7 @@ class StrategicGrams:
         >>> load_grams(p).grams
         ['let me try']
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
 
     def matcher(self) -> GramMatcher:
         return GramMatcher(self.grams)
@@ -283,11 +279,9 @@ class GramLabeller(SentenceLabeller):
         self.matcher = self.grams.matcher()
 
     def label_sentences(self, sentences: Sequence[str]) -> list[StepLabel]:
-        out = []
-        for s in sentences:
-            hit = bool(self.matcher.find(s))
-            out.append(StepLabel(None, hit, self.matcher.coverage(s) if hit else 0.0))
-        return out
+        # every match holds a non-space character, so coverage > 0 exactly when a gram matches
+        covs = [self.matcher.coverage(s) for s in sentences]
+        return [StepLabel(None, c > 0, c) for c in covs]
 
 
 # ------------------------------------------------------------------ mining
@@ -418,11 +412,11 @@ def mine_strategic_grams(
     emb = np.asarray((embedder or minilm_embedder())(cands), dtype=np.float32)
     if emb.shape[0] != len(cands):
         raise ConfigError(f"embedder returned {emb.shape[0]} rows for {len(cands)} grams")
-    labels = _cluster(emb, cfg)
-    index = {g: i for i, g in enumerate(cands)}
+    by_label: dict[int, list[str]] = {}
+    for g, c in zip(cands, _cluster(emb, cfg).tolist(), strict=True):
+        by_label.setdefault(c, []).append(g)
     clusters = []
-    for c in np.unique(labels):
-        members = [g for g in cands if labels[index[g]] == c]
+    for members in by_label.values():
         if len(members) < cfg.min_cluster_size:
             continue
         mset = set(members)

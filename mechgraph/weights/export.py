@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError, StoreError
-from mechgraph.io import atomic_path
+from mechgraph.io import atomic_path, write_jsonl_atomic, write_text_atomic
 from mechgraph.weights.build import WeightsConfig
 from mechgraph.weights.tokens import TokenWeights
 
@@ -237,9 +237,7 @@ def write_weights(
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
     elif fmt == "jsonl":
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(_record(r), ensure_ascii=False) + "\n")
+        write_jsonl_atomic(path, (_record(r) for r in rows))
     else:
         from safetensors.numpy import save_file
 
@@ -252,8 +250,7 @@ def write_weights(
         }
         with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
-    with atomic_path(_config_path(path)) as tmp:
-        tmp.write_text(json.dumps(json.loads(cfg.to_json()), indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(_config_path(path), json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
     return path
 
 

@@ -18,18 +18,19 @@ from mechgraph.align import token_mask
 from mechgraph.errors import ConfigError
 from mechgraph.weights.sources import PlanningSource, planning_source
 from mechgraph.weights.tokens import TokenWeights, check_same_text, decode_with_offsets
-from mechgraph.weights.transforms import AdvantageConfig
+from mechgraph.weights.transforms import AdvantageConfig, _numpy
 
-__all__ = ["BatchTokens", "WeightFn", "batch_tokens", "check_sources", "rows_to_grid"]
+__all__ = [
+    "BatchTokens",
+    "WeightFn",
+    "adapter_sources",
+    "batch_tokens",
+    "check_sources",
+    "rows_to_grid",
+]
 
 WeightFn = Callable[[str, np.ndarray], Sequence[float] | np.ndarray]
 """``(text, offsets) -> (n_tokens,)`` weights of one completion's tokens."""
-
-
-def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class BatchTokens:
 
     def planning_share(self, response_mask: Any) -> float:
         """Share of response tokens that are planning tokens."""
-        m = _np(response_mask).astype(bool)
+        m = _numpy(response_mask).astype(bool)
         return float(self.planning[m].mean()) if m.any() else 0.0
 
 
@@ -91,8 +92,8 @@ def batch_tokens(
     --------
     >>> bt = batch_tokens(tok, [[9, 10, 0]], [[1, 1, 0]], planning=["but wait"])  # doctest: +SKIP
     """
-    grid = _np(ids)
-    M = _np(response_mask).astype(bool)
+    grid = _numpy(ids)
+    M = _numpy(response_mask).astype(bool)
     if grid.ndim != 2 or grid.shape != M.shape:
         raise ConfigError(f"ids {grid.shape} and response_mask {M.shape} must both be (B, T)")
     B = grid.shape[0]
@@ -136,8 +137,8 @@ def rows_to_grid(
     --------
     >>> bt = rows_to_grid(read_weights("w.parquet"), tok, responses, response_mask)  # doctest: +SKIP
     """
-    grid = _np(ids)
-    M = _np(response_mask).astype(bool)
+    grid = _numpy(ids)
+    M = _numpy(response_mask).astype(bool)
     if len(rows) != grid.shape[0]:
         raise ConfigError(f"{len(rows)} weight rows for a batch of {grid.shape[0]}")
     plan = np.zeros(grid.shape, dtype=bool)
@@ -160,3 +161,12 @@ def check_sources(config: AdvantageConfig, planning: Any, weights: Any) -> None:
         raise ConfigError(f"transform {config.transform!r} needs a planning source")
     if config.needs_weights and weights is None:
         raise ConfigError(f"transform {config.transform!r} needs a weight function")
+
+
+def adapter_sources(
+    config: AdvantageConfig | None, planning: Any, weight_fn: WeightFn | None
+) -> tuple[AdvantageConfig, PlanningSource | None]:
+    """An adapter's transform (default HICRA) and planning source, checked with :func:`check_sources`."""
+    cfg = config or AdvantageConfig()
+    check_sources(cfg, planning, weight_fn)
+    return cfg, planning_source(planning) if planning is not None else None

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
-from mechgraph.weights.online import WeightFn, batch_tokens, check_sources
-from mechgraph.weights.sources import planning_source
+from mechgraph.weights.online import WeightFn, adapter_sources, batch_tokens
 from mechgraph.weights.transforms import AdvantageConfig, apply_transform, hicra_advantages
 
 __all__ = ["TokenAdvantageExperienceMixin", "apply_to_experiences", "make_experience_maker_class"]
@@ -61,9 +60,7 @@ def apply_to_experiences(
     """
     import torch
 
-    cfg = config or AdvantageConfig()
-    check_sources(cfg, planning, weight_fn)
-    src = planning_source(planning) if planning is not None else None
+    cfg, src = adapter_sources(config, planning, weight_fn)
     eligible: list[np.ndarray] = []
     if cfg.transform == "hicra_code":
         _check_code(cfg, n_samples_per_prompt)
@@ -150,10 +147,7 @@ class TokenAdvantageExperienceMixin:
         advantage_config: AdvantageConfig | None = None,
         **kwargs: Any,
     ) -> None:
-        cfg = advantage_config or AdvantageConfig()
-        check_sources(cfg, planning if cfg.needs_planning else None, weight_fn)
-        self.mg_config = cfg
-        self.mg_planning = planning_source(planning) if planning is not None else None
+        self.mg_config, self.mg_planning = adapter_sources(advantage_config, planning, weight_fn)
         self.mg_weights = weight_fn
         super().__init__(*args, **kwargs)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mechgraph.align import token_anchors
+from mechgraph.align import token_anchors, tokenize_with_offsets
 from mechgraph.errors import ConfigError, TraceError
 from mechgraph.traces import Trace
 
@@ -314,8 +314,6 @@ def completion_entropy(
     >>> ids, off, h = completion_entropy(lm.hf, lm.tokenizer, "Q: 2+2?", " 4")  # doctest: +SKIP
     """
     import torch
-
-    from mechgraph.weights.tokens import tokenize_with_offsets
 
     full = prompt + text
     ids, off = tokenize_with_offsets(tokenizer, full)

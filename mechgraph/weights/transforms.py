@@ -60,6 +60,11 @@ def _is_torch(x: Any) -> bool:
     return t.__module__.startswith("torch") and t.__name__ in ("Tensor", "Parameter")
 
 
+def _numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array (a tensor is detached and moved to the CPU)."""
+    return np.asarray(x.detach().cpu().numpy() if _is_torch(x) else x)
+
+
 class _Ops:
     """The few array operations the transforms need, on torch or numpy."""
 
@@ -266,8 +271,7 @@ def top_entropy_mask(
     if response_mask is None:
         valid = np.ones(e.shape, dtype=bool)
     else:
-        rm = response_mask.cpu().numpy() if _is_torch(response_mask) else np.asarray(response_mask)
-        valid = rm.astype(bool)
+        valid = _numpy(response_mask).astype(bool)
     out = np.zeros(e.shape, dtype=bool)
     rows = [slice(None)] if per == "batch" else [slice(i, i + 1) for i in range(e.shape[0])]
     for r in rows:
@@ -311,11 +315,7 @@ def hicra_code_eligible(correct: Any, lengths: Any, groups: Any) -> np.ndarray:
     >>> hicra_code_eligible([True, True, False, True], [5, 3, 9, 1], [0, 0, 1, 1]).tolist()
     [True, False, False, False]
     """
-
-    def arr(x: Any) -> np.ndarray:
-        return np.asarray(x.detach().cpu().numpy() if _is_torch(x) else x)
-
-    corr, n, grp = arr(correct).astype(bool), arr(lengths).astype(np.float64), arr(groups)
+    corr, n, grp = _numpy(correct).astype(bool), _numpy(lengths).astype(np.float64), _numpy(groups)
     if not (corr.shape == n.shape == grp.shape) or corr.ndim != 1:
         raise ConfigError("correct, lengths and groups need one entry per completion")
     eligible = np.zeros(len(corr), dtype=bool)
@@ -370,20 +370,19 @@ def hicra_code_advantages(
     [[1.2, 1.2, 1.0], [-1.0, 0.0, 0.0]]
     """
     _check_alpha(alpha)
-    pm = planning_mask.cpu().numpy() if _is_torch(planning_mask) else np.asarray(planning_mask)
+    pm = _numpy(planning_mask)
     if pm.ndim != 2:
         raise ConfigError(f"planning_mask must have shape (B, T), got {pm.shape}")
     B, T = pm.shape
     if response_mask is None:
         lengths = np.full(B, T, dtype=np.float64)
     else:
-        rm = response_mask.cpu().numpy() if _is_torch(response_mask) else np.asarray(response_mask)
-        lengths = rm.astype(np.float64).sum(1)
+        lengths = _numpy(response_mask).astype(np.float64).sum(1)
     eligible = hicra_code_eligible(correct, lengths, groups)
     plan = pm.astype(bool)
     if entropy is not None:
         hi = top_entropy_mask(entropy, response_mask, top_entropy)
-        plan = plan | (hi.cpu().numpy() if _is_torch(hi) else hi)
+        plan = plan | _numpy(hi)
     m = plan & eligible[:, None]
     if _is_torch(planning_mask) or any(_is_torch(x) for x in (A, response_mask, entropy)):
         import torch

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mechgraph.errors import ConfigError
-from mechgraph.weights.online import BatchTokens, WeightFn, batch_tokens, check_sources
-from mechgraph.weights.sources import planning_source
+from mechgraph.io import write_text_atomic
+from mechgraph.weights.online import BatchTokens, WeightFn, adapter_sources, batch_tokens
 from mechgraph.weights.transforms import (
     AdvantageConfig,
     apply_transform,
@@ -199,9 +198,7 @@ class TokenAdvantageMixin:
         cfg = advantage_config or AdvantageConfig()
         grpo_args = kwargs.get("args", args[2] if len(args) > 2 else None)
         check_grpo_args(grpo_args, cfg, type(self))
-        check_sources(cfg, planning if cfg.needs_planning else None, weight_fn)
-        self.mg_config = cfg
-        self.mg_planning = planning_source(planning) if planning is not None else None
+        self.mg_config, self.mg_planning = adapter_sources(cfg, planning, weight_fn)
         self.mg_weights = weight_fn
         self.mg_last: dict[str, Any] = {}
         self._mg_rewards = None
@@ -212,16 +209,13 @@ class TokenAdvantageMixin:
         super().save_model(output_dir, _internal_call)
         if getattr(self.args, "should_save", True):
             out = Path(output_dir or self.args.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
             rec = {
                 "format": "mechgraph.advantages/1",
                 "advantage_config": self.mg_config.to_dict(),
                 "planning": getattr(self.mg_planning, "name", None),
                 "weight_fn": getattr(self.mg_weights, "__name__", None),
             }
-            tmp = out / f".{CONFIG_FILE}.tmp-{os.getpid()}"
-            tmp.write_text(json.dumps(rec, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, out / CONFIG_FILE)
+            write_text_atomic(out / CONFIG_FILE, json.dumps(rec, indent=1) + "\n")
 
     # TRL hook: keep the rewards (all processes) for hicra_code's correctness
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
@@ -283,9 +277,7 @@ class TokenAdvantageMixin:
         lengths = acc.gather(rmask.sum(1).to(torch.float32))
         n_gen = self.num_generations if self.model.training else self.num_generations_eval
         groups = group_ids(len(total), n_gen)
-        ok = hicra_code_eligible(
-            (total > self.mg_config.correct_threshold).cpu().numpy(), lengths.cpu().numpy(), groups
-        )
+        ok = hicra_code_eligible(total > self.mg_config.correct_threshold, lengths, groups)
         B = rmask.shape[0]
         start = acc.process_index * B
         return ok[start : start + B]

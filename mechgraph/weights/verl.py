@@ -107,7 +107,7 @@ def _make_estimator(name: str, base: str, cfg: AdvantageConfig) -> Callable[...,
                 )
             total = token_level_rewards.sum(-1)
             kw = {
-                "correct": (total > cfg.correct_threshold).cpu().numpy(),
+                "correct": total > cfg.correct_threshold,
                 "groups": np.asarray([str(u) for u in index]),
                 "entropy": entropy,
             }
