@@ -34,13 +34,13 @@ __all__ = [
 ]
 
 
-_SPACE_CODES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+_SPACE_TABLE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=bool)
 
 
 def _is_space(text: str) -> np.ndarray:
     """``[c.isspace() for c in text]``, vectorised (every white space is below U+3001)."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    return np.isin(codes, _SPACE_CODES)
+    return _SPACE_TABLE[np.minimum(codes, 0x3000)] & (codes < 0x3001)
 
 
 def _encoded(text: str, ids, offsets) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,10 @@ leading or trailing white space). Methods:
     last into the one before). Where Thought Anchors joins merged pieces with one space,
     our step keeps the original text between them (the span is exact), so the two agree
     after collapsing white space.
+``sentences-all``
+    The same splitter over the whole text, ``</think>`` and what follows included (RL
+    samples in the ``<think>...</think><answer>...</answer>`` format do much of their work
+    in the answer).
 ``lines``
     Topology of Reasoning: every non-empty line longer than 5 characters (stripped).
 ``paragraphs``
@@ -47,14 +51,14 @@ def _strip_span(text: str, start: int, end: int) -> Span | None:
     return (start, end) if end > start else None
 
 
-def sentence_spans(text: str) -> list[Span]:
+def sentence_spans(text: str, *, until_think_end: bool = True) -> list[Span]:
     """Thought Anchors' sentence chunks of ``text`` as exact spans.
 
     Parameters
     ----------
     text : str
         The reasoning text (everything after ``<think>``). Only the part before the
-        first ``</think>`` is split.
+        first ``</think>`` is split, unless ``until_think_end`` is False.
 
     Returns
     -------
@@ -66,7 +70,7 @@ def sentence_spans(text: str) -> list[Span]:
     >>> [t[a:b] for a, b in sentence_spans(t)]
     ['Okay. So x = 2.', 'Then y is 3!', 'Is it done now?']
     """
-    stop = text.find("</think>")
+    stop = text.find("</think>") if until_think_end else -1
     n = len(text) if stop < 0 else stop
     pieces: list[Span] = []
     cur = 0
@@ -218,6 +222,7 @@ def locate_steps(text: str, steps: Sequence[object], trace_id: str = "?") -> lis
 
 SEGMENTERS: dict[str, Callable[[str], list[Span]]] = {
     "sentences": sentence_spans,
+    "sentences-all": lambda text: sentence_spans(text, until_think_end=False),
     "lines": line_spans,
     "paragraphs": paragraph_spans,
 }
@@ -241,7 +246,7 @@ def get_segmenter(method: str) -> Callable[[str], list[Span]]:
             raise ConfigError(f"segmenter {method!r}: invalid regular expression: {e}") from e
         return lambda text: regex_spans(text, rx)
     raise ConfigError(
-        f"unknown segmenter {method!r}; choose sentences, lines, paragraphs, given or regex:PATTERN"
+        f"unknown segmenter {method!r}; choose sentences, sentences-all, lines, paragraphs, given or regex:PATTERN"
     )
 
 

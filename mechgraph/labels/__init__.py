@@ -33,7 +33,9 @@ from mechgraph.labels.masks import (
 )
 from mechgraph.labels.methods import (
     DEFAULT_GRAMS,
+    HICRA_GRAMS,
     get_labeller,
+    grams_path,
     label_records,
     label_table,
     label_traces,
@@ -51,6 +53,7 @@ from mechgraph.labels.tagger import (
 
 __all__ = [
     "DEFAULT_GRAMS",
+    "HICRA_GRAMS",
     "PLANNING_TAGS",
     "TAGS",
     "CallableLabeller",
@@ -69,6 +72,7 @@ __all__ = [
     "extract_ngrams",
     "get_labeller",
     "gram_spans",
+    "grams_path",
     "is_planning",
     "label_records",
     "label_table",

@@ -4,11 +4,12 @@ Methods (the ``--method`` of ``mechgraph label``):
 
 ``rules``
     :class:`~mechgraph.labels.tagger.RuleLabeller`: the eight Thought Anchors functions.
-``sg`` / ``sg:PATH``
+``sg`` / ``sg:hicra`` / ``sg:PATH``
     :class:`~mechgraph.labels.grams.GramLabeller` with the strategic grams in ``PATH``
     (ours, HICRA's JSON, a JSON list or a text file); bare ``sg`` uses the list shipped
     with mechgraph (:data:`DEFAULT_GRAMS`, mined from the correct traces of the Thought
-    Anchors data with :func:`~mechgraph.labels.grams.mine_strategic_grams`).
+    Anchors data with :func:`~mechgraph.labels.grams.mine_strategic_grams`); ``sg:hicra``
+    the 249 grams HICRA published (:data:`HICRA_GRAMS`, arXiv 2509.03646, appendix A).
 ``probe:PATH``
     A probe artifact saved by ``probes`` (needs the model it was trained on).
 """
@@ -26,15 +27,32 @@ from mechgraph.traces import Trace
 
 __all__ = [
     "DEFAULT_GRAMS",
+    "HICRA_GRAMS",
     "METHODS",
     "get_labeller",
+    "grams_path",
     "label_records",
     "label_table",
     "label_traces",
 ]
 
 DEFAULT_GRAMS = Path(__file__).parent / "data" / "strategic_grams.json"
-METHODS = ("rules", "sg", "sg:PATH", "probe:PATH")
+#: HICRA's published strategic grams (Wang et al. 2025, arXiv 2509.03646, appendix A).
+HICRA_GRAMS = Path(__file__).parent / "data" / "hicra_grams.json"
+METHODS = ("rules", "sg", "sg:hicra", "sg:PATH", "probe:PATH")
+
+
+def grams_path(arg: str | os.PathLike[str] | None) -> Path:
+    """The gram list a ``sg:ARG`` spec names: the shipped list, ``hicra``, or a path.
+
+    Examples
+    --------
+    >>> grams_path("hicra").name, grams_path(None).name
+    ('hicra_grams.json', 'strategic_grams.json')
+    """
+    if not arg:
+        return DEFAULT_GRAMS
+    return HICRA_GRAMS if str(arg).lower() == "hicra" else Path(arg)
 
 
 def get_labeller(
@@ -65,8 +83,7 @@ def get_labeller(
     if kind == "sg":
         from mechgraph.labels.grams import GramLabeller, load_grams
 
-        path = arg or grams or DEFAULT_GRAMS
-        return GramLabeller(load_grams(path))
+        return GramLabeller(load_grams(grams_path(arg or grams)))
     if kind == "probe":
         if not arg:
             raise ConfigError("method 'probe' needs the artifact folder: probe:PATH")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mechgraph.errors import ConfigError
+from mechgraph.labels._prefilter import RulePlan
 from mechgraph.labels.base import SentenceLabeller, StepLabel
 
 __all__ = [
@@ -50,6 +51,8 @@ TAGS: tuple[str, ...] = (
 PLANNING_TAGS: frozenset[str] = frozenset({"plan_generation", "uncertainty_management"})
 
 PS, PG, FR, AC, RC, UM, FA, SC = TAGS
+_PS, _PG, _FR, _AC, _RC, _UM, _FA, _SC = range(len(TAGS))
+_IDX = range(len(TAGS))
 
 
 def is_planning(tag: str | None) -> bool:
@@ -267,6 +270,16 @@ _CHECK_INTENT = re.compile(
 _MATH_CHARS = set("0123456789=+-*/^()[]{}\\_≈×÷√π<>|!")
 
 
+_PLAN: RulePlan | None = None
+
+
+def _plan() -> RulePlan:
+    global _PLAN
+    if _PLAN is None:
+        _PLAN = RulePlan(_RULES, _CHECK_INTENT, TAGS, frozenset(_MATH_CHARS))
+    return _PLAN
+
+
 @dataclass(frozen=True)
 class TagResult:
     """The tag of one sentence.
@@ -354,34 +367,46 @@ class RuleTagger:
     def __init__(self, config: TaggerConfig | None = None) -> None:
         self.config = config or TaggerConfig()
         self._rules = [(t, w, re.compile(p, re.IGNORECASE)) for t, w, p in _RULES]
+        self._plan = _plan()
+
+    def _score_list(
+        self, feats: tuple[tuple[int, ...], int, int, bool], position: int, n_sentences: int
+    ) -> list[float]:
+        """Scores in :data:`TAGS` order, summed in the same order as the rule loop."""
+        cfg = self.config
+        fired, letters, mathy, _ = feats
+        sc = [cfg.priors.get(t, 0.0) for t in TAGS]
+        if fired:
+            tag_index, weights = self._plan.tag_index, self._plan.weights
+            for r in fired:
+                sc[tag_index[r]] += weights[r]
+        dens = mathy / max(1, mathy + letters)
+        sc[_AC] += 3.0 * dens
+        if dens > 0.45:
+            for t in (_PG, _UM, _PS, _FR):
+                sc[t] -= 1.0
+        if letters < 4 and mathy > 0:
+            sc[_AC] += 1.0
+        if n_sentences:
+            if position < cfg.setup_window:
+                sc[_PS] += 1.5 - 0.3 * position
+            else:
+                sc[_PS] -= 0.8
+            if position >= n_sentences - cfg.final_window:
+                sc[_FA] += 0.8
+            elif sc[_FA] > 0:
+                sc[_FA] -= 1.5
+        return sc
 
     def scores(self, sentence: str, position: int = 0, n_sentences: int = 0) -> dict[str, float]:
         """Raw score of every tag for one sentence at ``position`` of ``n_sentences``."""
-        cfg = self.config
-        s = " ".join(sentence.split())
-        sc = {t: cfg.priors.get(t, 0.0) for t in TAGS}
-        for tag, w, rx in self._rules:
-            if rx.search(s):
-                sc[tag] += w
-        letters = sum(c.isalpha() for c in s)
-        mathy = sum(c in _MATH_CHARS for c in s)
-        dens = mathy / max(1, mathy + letters)
-        sc[AC] += 3.0 * dens
-        if dens > 0.45:
-            for t in (PG, UM, PS, FR):
-                sc[t] -= 1.0
-        if letters < 4 and mathy > 0:
-            sc[AC] += 1.0
-        if n_sentences:
-            if position < cfg.setup_window:
-                sc[PS] += 1.5 - 0.3 * position
-            else:
-                sc[PS] -= 0.8
-            if position >= n_sentences - cfg.final_window:
-                sc[FA] += 0.8
-            elif sc[FA] > 0:
-                sc[FA] -= 1.5
-        return sc
+        return dict(
+            zip(
+                TAGS,
+                self._score_list(self._plan.features(sentence), position, n_sentences),
+                strict=True,
+            )
+        )
 
     def tag(self, sentences: Sequence[str]) -> list[TagResult]:
         """Tag the sentences of one trace, in order (position matters).
@@ -395,14 +420,64 @@ class RuleTagger:
         -------
         list of TagResult
         """
+        cls = type(self)
+        if cls.scores is not RuleTagger.scores or cls._result is not RuleTagger._result:
+            return self._tag_generic(sentences)
+        # _score_list and _result inlined (same operations, in the same order)
+        cfg = self.config
+        n = len(sentences)
+        features = self._plan.features
+        tag_index, weights = self._plan.tag_index, self._plan.weights
+        base = [cfg.priors.get(t, 0.0) for t in TAGS]
+        setup, final_from = cfg.setup_window, n - cfg.final_window
+        t, bonus, window = cfg.temperature, cfg.check_bonus, cfg.check_window
+        exp = math.exp
+        out, checking = [], 0
+        for i, s in enumerate(sentences):
+            fired, letters, mathy, intent = features(s)
+            sc = base.copy()
+            for r in fired:
+                sc[tag_index[r]] += weights[r]
+            dens = mathy / max(1, mathy + letters)
+            sc[_AC] += 3.0 * dens
+            if dens > 0.45:
+                sc[_PG] -= 1.0
+                sc[_UM] -= 1.0
+                sc[_PS] -= 1.0
+                sc[_FR] -= 1.0
+            if letters < 4 and mathy > 0:
+                sc[_AC] += 1.0
+            if i < setup:
+                sc[_PS] += 1.5 - 0.3 * i
+            else:
+                sc[_PS] -= 0.8
+            if i >= final_from:
+                sc[_FA] += 0.8
+            elif sc[_FA] > 0:
+                sc[_FA] -= 1.5
+            if checking > 0:  # inside a verification pass: restated results are checks
+                sc[_SC] += bonus
+                checking -= 1
+            if intent:
+                checking = window
+            m = max(sc)
+            ex = [exp((v - m) / t) for v in sc]
+            z = sum(ex)
+            probs = dict(zip(TAGS, [v / z for v in ex], strict=True))
+            tag = TAGS[sc.index(m) if m == m else max(_IDX, key=sc.__getitem__)]
+            out.append(TagResult(tag, tag in PLANNING_TAGS, float(probs[PG] + probs[UM]), probs))
+        return out
+
+    def _tag_generic(self, sentences: Sequence[str]) -> list[TagResult]:
+        # the plain loop, for subclasses that override scores() or _result()
         n = len(sentences)
         out, checking = [], 0
         for i, s in enumerate(sentences):
             sc = self.scores(s, i, n)
-            if checking > 0:  # inside a verification pass: restated results are checks
+            if checking > 0:
                 sc[SC] += self.config.check_bonus
                 checking -= 1
-            if _CHECK_INTENT.search(s):
+            if self._plan.features(s)[3]:
                 checking = self.config.check_window
             out.append(self._result(sc))
         return out

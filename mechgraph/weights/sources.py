@@ -3,10 +3,10 @@
 Planning sources find planning on the *text*, as char spans (never on tokens), through
 :mod:`mechgraph.labels`:
 
-``sg`` / ``sg:PATH``
+``sg`` / ``sg:hicra`` / ``sg:PATH``
     Strategic-gram matches (HICRA): the tokens inside a match are planning tokens. Bare
-    ``sg`` uses the list shipped with :mod:`mechgraph.labels`; ``sg:PATH`` any list
-    (e.g. HICRA's published one).
+    ``sg`` uses the list shipped with :mod:`mechgraph.labels`; ``sg:hicra`` HICRA's
+    published list (shipped too); ``sg:PATH`` any list.
 ``rules``
     Whole sentences tagged ``plan_generation`` / ``uncertainty_management`` by the rule
     tagger.
@@ -106,9 +106,9 @@ class PlanningSource:
         if kind == "none" and not arg:
             return
         if kind == "sg":
-            from mechgraph.labels import DEFAULT_GRAMS, load_grams
+            from mechgraph.labels import grams_path, load_grams
 
-            self._matcher = load_grams(arg or DEFAULT_GRAMS).matcher()
+            self._matcher = load_grams(grams_path(arg)).matcher()
             return
         if kind in ("rules", "probe"):
             from mechgraph.labels import get_labeller
