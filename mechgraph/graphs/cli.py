@@ -4,8 +4,9 @@ Registered on the main app as ``app.command("graph")(graph_command)``.  Writes, 
 atomically (temp file + rename):
 
 * ``OUT`` (Parquet): ``store``, ``trace_id``, the trace fields, every metric (and null /
-  homology columns when asked);
-* ``OUT.json``: the :class:`GraphConfig`, the node space used, the stores, the aha table;
+  homology columns when asked), ``n_steps_full`` (steps before ``--match-steps``);
+* ``OUT.json``: the :class:`GraphConfig`, the node space used, the stores, what step
+  matching did, the aha table;
 * the fitted node space (unless ``--nodes`` was given), by default ``OUT_STEM.nodespace/``;
 * with ``--plots DIR``: trajectory maps, a few trace graphs and metric comparisons, as PNG
   and HTML.
@@ -54,6 +55,7 @@ def write_outputs(
         "nodespace": str(nodespace_path) if nodespace_path else None,
         "stores": [str(s) for s in stores],
         "n_traces": len(table),
+        "matching": getattr(result, "matching", None),
         "aha": aha.to_dict(orient="records"),
     }
     sidecar = out.with_name(out.name + ".json")
@@ -158,6 +160,23 @@ def graph_command(
         int, typer.Option("--homology-null", help="Null draws for the homology columns (slow).")
     ] = 0,
     plot_method: Annotated[str, typer.Option("--plot-method", help="umap | pca")] = "umap",
+    match_steps: Annotated[
+        str | None,
+        typer.Option(
+            "--match-steps",
+            metavar="N|paired",
+            help="N: keep the first N steps of every trace; 'paired': cut every trace of a "
+            "prompt to its shortest trace across the groups (unpaired prompts dropped).",
+        ),
+    ] = None,
+    pair_by: Annotated[
+        str,
+        typer.Option(
+            "--pair-by",
+            metavar="FIELD",
+            help="Trace field identifying a prompt for --match-steps paired.",
+        ),
+    ] = "prompt",
 ) -> None:
     """Reasoning-graph topology of each trace: cycles, revisits, diameter, small-world index."""
     from mechgraph.graphs.corpus import GraphConfig, analyze_corpus
@@ -188,6 +207,8 @@ def graph_command(
         seed=seed,
         homology=homology,
         homology_null=homology_null,
+        match_steps=match_steps,
+        pair_by=pair_by,
     )
     ns = NodeSpace.load(nodes) if nodes is not None else None
     result = analyze_corpus([str(s) for s in stores], cfg, nodespace=ns)
@@ -198,6 +219,19 @@ def graph_command(
     write_outputs(result, out, nodespace_path=ns_path, stores=list(stores))
     t = result.table
     typer.echo(f"{len(t)} traces, {result.nodespace.k_} nodes -> {out}")
+    m = result.matching
+    if m is not None:
+        line = (
+            f"step-matched ({m['match_steps']}): {m['n_steps_kept']} of {m['n_steps']} steps "
+            f"kept, {m['n_traces_cut']} traces cut"
+        )
+        if m["match_steps"] == "paired":
+            line += (
+                f"; {m['n_prompts']} {m['pair_by']} values shared by {m['n_groups']} groups, "
+                f"{m['n_dropped_unpaired']} unpaired and {m['n_dropped_empty']} empty "
+                "traces dropped"
+            )
+        typer.echo(line)
     by = cfg.group_by or "store"
     cols = [
         c

@@ -8,6 +8,7 @@ be compared node for node; a ``store`` column tells them apart.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "analyze_corpus",
     "graph_table",
     "load_corpus",
+    "match_corpus",
 ]
 
 #: Trace fields copied from the stores into the metrics table (when present).
@@ -69,6 +71,17 @@ class GraphConfig:
         trace, seconds for a trace of a few hundred steps).
     aha_source : {"auto", "labels", "lexicon"}
         Where reconsideration steps come from (see :func:`reconsideration_mask`).
+    match_steps : int, "paired" or None
+        Step matching, applied to the corpus before anything is fitted or measured (see
+        :func:`match_corpus`).  ``None``: every step.  An int N >= 2: every trace cut to
+        its first N steps (shorter traces kept whole).  ``"paired"``: traces paired by
+        ``pair_by`` across the ``group_by`` groups; every trace of a prompt is cut to the
+        shortest step count among that prompt's traces in all groups, and traces whose
+        prompt is missing from some group (or that have no steps) are dropped.
+    pair_by : str
+        Trace field (of the stores' ``.traces``) that identifies a prompt when
+        ``match_steps="paired"`` (default ``"prompt"``; ``"trace_id"`` pairs traces of
+        the same id, e.g. one input file run through several checkpoints).
     """
 
     layer: int
@@ -83,6 +96,8 @@ class GraphConfig:
     homology: bool = False
     homology_null: int = 0
     aha_source: str = "auto"
+    match_steps: int | str | None = None
+    pair_by: str = "prompt"
 
     def __post_init__(self) -> None:
         if isinstance(self.nodes, dict):
@@ -105,6 +120,16 @@ class GraphConfig:
             )
         if not isinstance(self.layer, int | np.integer):
             raise ConfigError(f"layer must be an int, got {self.layer!r}")
+        ms = self.match_steps
+        if isinstance(ms, str) and ms.strip().isdigit():
+            ms = int(ms)
+        if ms is not None and ms != "paired":
+            if isinstance(ms, bool) or not isinstance(ms, int | np.integer) or ms < 2:
+                raise ConfigError(f"match_steps must be an int >= 2, 'paired' or None, got {ms!r}")
+            ms = int(ms)
+        self.match_steps = ms
+        if not isinstance(self.pair_by, str) or not self.pair_by:
+            raise ConfigError(f"pair_by must be a trace field name, got {self.pair_by!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -119,7 +144,9 @@ class Corpus:
 
     ``steps`` has a ``store`` column; ``offsets`` splits the rows into traces, whose
     ``(store, trace_id)`` are in ``keys``; ``traces`` lists every trace (with or without
-    steps) with the :data:`TRACE_FIELDS` present.
+    steps) with the :data:`TRACE_FIELDS` present (and ``pair_key`` when loaded with
+    ``pair_by``).  ``n_steps_full`` is the step count of each trace of ``keys`` before
+    any step matching (equal to ``np.diff(offsets)`` when none was applied).
     """
 
     steps: pd.DataFrame
@@ -127,6 +154,11 @@ class Corpus:
     traces: pd.DataFrame
     offsets: np.ndarray
     keys: pd.DataFrame
+    n_steps_full: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_steps_full is None:
+            self.n_steps_full = np.diff(np.asarray(self.offsets, np.int64))
 
     @property
     def n_traces(self) -> int:
@@ -143,6 +175,8 @@ class GraphResult:
     nodes: np.ndarray
     aha: pd.DataFrame
     config: GraphConfig
+    matching: dict[str, Any] | None = None
+    """What step matching did (see :func:`match_corpus`), or None without it."""
 
 
 def _open(store: Any) -> Any:
@@ -165,8 +199,24 @@ def _store_names(stores: Sequence[Any]) -> list[str]:
     return names
 
 
+def _pair_keys(values: pd.Series) -> pd.Series:
+    """Short stable hash of each value (None for a missing one): prompts without their text."""
+
+    def h(v: Any) -> str | None:
+        if v is None or (np.ndim(v) == 0 and pd.isna(v)):
+            return None
+        return hashlib.sha1(str(v).encode("utf-8")).hexdigest()[:12]
+
+    return pd.Series([h(v) for v in values], index=values.index, dtype=object)
+
+
 def load_corpus(
-    stores: Sequence[Any], layer: int, pool: str = "mean", hook: str = "resid_post"
+    stores: Sequence[Any],
+    layer: int,
+    pool: str = "mean",
+    hook: str = "resid_post",
+    *,
+    pair_by: str | None = None,
 ) -> Corpus:
     """Stack the steps and the ``(layer, pool, hook)`` states of several stores.
 
@@ -175,6 +225,10 @@ def load_corpus(
     stores : sequence of Store or path
     layer, pool, hook
         Which states (see ``Store.states``).
+    pair_by : str, optional
+        A field of the stores' ``.traces`` (e.g. ``"prompt"``) carried into
+        ``Corpus.traces`` as ``pair_key``, a 12-hex-digit hash of its value (never the
+        text; None for a missing value).
 
     Returns
     -------
@@ -186,7 +240,8 @@ def load_corpus(
         When a store's states and steps disagree in length, or a trace's steps are not
         contiguous and ordered.
     ConfigError
-        When the stores hold no step at all, or their state widths differ.
+        When the stores hold no step at all, their state widths differ, or a store lacks
+        the ``pair_by`` field.
     """
     if isinstance(stores, str | os.PathLike) or hasattr(stores, "steps"):
         stores = [stores]
@@ -195,6 +250,7 @@ def load_corpus(
         raise ConfigError("no store given")
     names = _store_names(stores)
     step_frames, state_arrays, trace_frames = [], [], []
+    lacking: list[str] = []
     for name, s in zip(names, stores, strict=True):
         steps = s.steps
         st = np.asarray(s.states(layer, pool=pool, hook=hook))
@@ -213,8 +269,19 @@ def load_corpus(
         state_arrays.append(st)
         tr = s.traces
         cols = ["trace_id", *[c for c in TRACE_FIELDS if c in tr.columns]]
-        trace_frames.append(
-            tr[cols].assign(store=name) if len(tr) else pd.DataFrame(columns=[*cols, "store"])
+        frame = tr[cols].assign(store=name) if len(tr) else pd.DataFrame(columns=[*cols, "store"])
+        if pair_by is not None:
+            if pair_by not in tr.columns:
+                lacking.append(name)
+            elif len(tr):
+                frame["pair_key"] = _pair_keys(tr[pair_by]).to_numpy()
+            else:
+                frame["pair_key"] = pd.Series([], dtype=object)
+        trace_frames.append(frame)
+    if lacking:
+        raise ConfigError(
+            f"cannot pair traces by {pair_by!r}: no such trace field in store(s) "
+            f"{', '.join(lacking)} (pick another with pair_by / --pair-by)"
         )
     steps = pd.concat(step_frames, ignore_index=True)
     if len(steps) == 0:
@@ -244,6 +311,117 @@ def _groups(corpus: Corpus, group_by: str | None) -> np.ndarray | None:
         how="left",
     )
     return m[group_by].astype(str).to_numpy(dtype=object)
+
+
+def _trace_pair_keys(corpus: Corpus) -> np.ndarray:
+    """``pair_key`` of each trace of ``corpus.keys`` (None when unknown)."""
+    if "pair_key" not in corpus.traces.columns:
+        raise ConfigError("the corpus was loaded without pair_by: no prompt to pair traces by")
+    m = corpus.keys.merge(
+        corpus.traces[["store", "trace_id", "pair_key"]].drop_duplicates(["store", "trace_id"]),
+        on=["store", "trace_id"],
+        how="left",
+    )
+    return m["pair_key"].astype(object).where(m["pair_key"].notna(), None).to_numpy(dtype=object)
+
+
+def match_corpus(
+    corpus: Corpus,
+    match_steps: int | str,
+    *,
+    groups: np.ndarray | None = None,
+    pair_by: str = "prompt",
+) -> tuple[Corpus, dict[str, Any]]:
+    """Cut the traces of a corpus to matched step counts (steps and states rows together).
+
+    Parameters
+    ----------
+    corpus : Corpus
+        For ``"paired"``, loaded with ``load_corpus(..., pair_by=...)``.
+    match_steps : int or "paired"
+        An int N: every trace keeps its first N steps (shorter ones stay whole).
+        ``"paired"``: traces are paired by ``pair_key`` across ``groups``; every trace of a
+        prompt keeps as many steps as the shortest trace of that prompt in any group.
+        Traces whose prompt is missing (or absent from some group) are dropped, and so
+        are the traces without steps.
+    groups : ndarray, optional
+        Group of each trace of ``corpus.keys`` (None: one group).
+    pair_by : str
+        Name of the field behind ``pair_key`` (for the messages and the record).
+
+    Returns
+    -------
+    corpus : Corpus
+        The cut corpus; ``n_steps_full`` keeps the step counts before the cut.
+    info : dict
+        ``match_steps``, ``pair_by``, ``n_groups``, ``n_prompts`` (paired: prompts shared
+        by all groups), ``n_traces`` and ``n_steps`` (before / kept), ``n_traces_cut``,
+        ``n_dropped_unpaired`` and ``n_dropped_empty`` (traces dropped from the table).
+
+    Raises
+    ------
+    ConfigError
+        ``"paired"`` with no prompt shared by all groups.
+    """
+    if match_steps != "paired" and (
+        isinstance(match_steps, bool)
+        or not isinstance(match_steps, int | np.integer)
+        or match_steps < 2
+    ):
+        raise ConfigError(f"match_steps must be an int >= 2 or 'paired', got {match_steps!r}")
+    n = np.diff(np.asarray(corpus.offsets, np.int64))
+    full = np.asarray(corpus.n_steps_full, np.int64)
+    traces = corpus.traces
+    info: dict[str, Any] = {"match_steps": match_steps}
+    if match_steps == "paired":
+        keys = _trace_pair_keys(corpus)
+        g = np.zeros(len(n), dtype=object) if groups is None else np.asarray(groups, object)
+        df = pd.DataFrame({"g": g, "key": keys, "n": n})
+        n_groups = len(pd.unique(df["g"]))
+        present = df.dropna(subset=["key"]).groupby("key")["g"].nunique()
+        shared = set(present.index[present == n_groups])
+        if not shared:
+            raise ConfigError(
+                f"match_steps='paired': no {pair_by!r} is shared by all {n_groups} groups; "
+                "nothing to compare step for step"
+            )
+        keep = df["key"].isin(shared).to_numpy()
+        cut = df.groupby("key")["n"].transform("min").fillna(0).to_numpy(np.int64)
+        cut = np.where(keep, cut, 0)
+        tkeys = pd.MultiIndex.from_frame(traces[["store", "trace_id"]])
+        in_table = tkeys.isin(pd.MultiIndex.from_frame(corpus.keys[keep]))
+        no_steps = ~tkeys.isin(pd.MultiIndex.from_frame(corpus.keys))
+        info |= {
+            "pair_by": pair_by,
+            "n_groups": n_groups,
+            "n_prompts": len(shared),
+            "n_dropped_unpaired": int((~keep).sum()),
+            "n_dropped_empty": int(tkeys[no_steps].nunique()),
+        }
+        traces = traces[in_table].reset_index(drop=True)
+    else:
+        keep = np.ones(len(n), bool)
+        cut = np.minimum(n, int(match_steps))
+    seg = _trace_of_step(corpus.offsets)
+    pos = np.arange(len(seg)) - np.asarray(corpus.offsets, np.int64)[seg]
+    rows = pos < cut[seg]
+    kept_n = cut[keep]
+    out = Corpus(
+        steps=corpus.steps[rows].reset_index(drop=True),
+        states=corpus.states[rows],
+        traces=traces,
+        offsets=np.r_[0, np.cumsum(kept_n)].astype(np.int64),
+        keys=corpus.keys[keep].reset_index(drop=True),
+        n_steps_full=full[keep],
+    )
+    info |= {
+        "n_traces": len(n),
+        "n_traces_kept": int(keep.sum()),
+        "n_traces_cut": int((kept_n < n[keep]).sum()),
+        "n_steps": int(n.sum()),
+        "n_steps_kept": int(kept_n.sum()),
+    }
+    return out, info
 
 
 def _aha(corpus: Corpus, nodes: np.ndarray, groups: np.ndarray | None, source: str) -> pd.DataFrame:
@@ -287,8 +465,20 @@ def analyze_corpus(
         ``table``: one row per trace: ``store``, ``trace_id``, the trace fields, every
         metric of :data:`mechgraph.graphs.METRIC_COLUMNS` (and null / homology columns when
         asked).  Traces without steps get ``n_steps = 0`` and missing metrics.
+        ``n_steps_full`` (next to ``n_steps``) is the step count before step matching;
+        with ``match_steps="paired"`` only the paired traces are rows, with their
+        ``pair_key`` (a hash of the ``pair_by`` value), and ``matching`` counts the rest.
     """
-    corpus = load_corpus(stores, config.layer, config.pool, config.hook)
+    paired = config.match_steps == "paired"
+    corpus = load_corpus(
+        stores, config.layer, config.pool, config.hook, pair_by=config.pair_by if paired else None
+    )
+    matching = None
+    if config.match_steps is not None:
+        groups = _groups(corpus, config.group_by) if paired else None
+        corpus, matching = match_corpus(
+            corpus, config.match_steps, groups=groups, pair_by=config.pair_by
+        )
     if nodespace is None:
         nodespace = NodeSpace(config.nodes).fit(
             corpus.states,
@@ -308,6 +498,7 @@ def analyze_corpus(
     dists = step_distances(corpus.states, corpus.offsets)
     table = metrics_table(nodes, corpus.offsets, distances=dists, options=config.metrics)
     groups = _groups(corpus, config.group_by)
+    table.insert(0, "n_steps_full", corpus.n_steps_full)
     parts = [corpus.keys, table]
     if config.n_null:
         parts.append(
@@ -343,13 +534,22 @@ def analyze_corpus(
     orphan = ~pd.MultiIndex.from_frame(per_trace[["store", "trace_id"]]).isin(known)
     if orphan.any():  # steps of a trace missing from .traces: keep them, fields unknown
         full = pd.concat([full, per_trace[orphan]], ignore_index=True)
-    full["n_steps"] = full["n_steps"].fillna(0).astype("Int64")
-    lead = ["store", "trace_id", *[c for c in TRACE_FIELDS if c in full.columns]]
-    full = full[lead + [c for c in full.columns if c not in lead]]
+    for c in ("n_steps", "n_steps_full"):
+        full[c] = full[c].fillna(0).astype("Int64")
+    lead = ["store", "trace_id", *[c for c in (*TRACE_FIELDS, "pair_key") if c in full.columns]]
+    rest = [c for c in full.columns if c not in lead and c != "n_steps_full"]
+    at = rest.index("n_steps") + 1
+    full = full[lead + rest[:at] + ["n_steps_full"] + rest[at:]]
     aha = _aha(corpus, nodes, groups, config.aha_source)
     corpus.steps["node"] = nodes
     return GraphResult(
-        table=full, nodespace=nodespace, corpus=corpus, nodes=nodes, aha=aha, config=config
+        table=full,
+        nodespace=nodespace,
+        corpus=corpus,
+        nodes=nodes,
+        aha=aha,
+        config=config,
+        matching=matching,
     )
 
 
@@ -363,6 +563,8 @@ def graph_table(
     hook: str = "resid_post",
     n_null: int = 0,
     seed: int = 0,
+    match_steps: int | str | None = None,
+    pair_by: str = "prompt",
     **metric_options: Any,
 ) -> pd.DataFrame:
     """One row of topology metrics per trace of the given stores (a shortcut).
@@ -379,6 +581,10 @@ def graph_table(
     n_null : int, default 0
         Null draws per model (z-score columns when >= 2).
     seed : int
+    match_steps : int, "paired" or None
+        Step matching before anything is fitted (see :class:`GraphConfig`): the first N
+        steps of each trace, or ``"paired"`` across the stores by ``pair_by``.
+    pair_by : str, default "prompt"
     **metric_options
         Fields of :class:`mechgraph.graphs.MetricOptions`.
 
@@ -399,5 +605,7 @@ def graph_table(
         metrics=MetricOptions(**metric_options),
         n_null=n_null,
         seed=seed,
+        match_steps=match_steps,
+        pair_by=pair_by,
     )
     return analyze_corpus(stores, cfg, nodespace=nodespace).table
