@@ -117,3 +117,17 @@ def test_locate_steps_roundtrip(pieces):
     text = "\n\n".join(pieces)
     spans = locate_steps(text, pieces)
     assert [text[a:b] for a, b in spans] == [p.strip() for p in pieces]
+
+
+def test_sentences_all_splits_past_think_end():
+    from mechgraph.segment import segment_text
+
+    text = "<think>Let me see. So x = 2.</think>\n<answer>The answer is 2. Done here.</answer>"
+    inside = [text[a:b] for a, b in segment_text(text, "sentences")]
+    every = [text[a:b] for a, b in segment_text(text, "sentences-all")]
+    assert inside == ["<think>Let me see. So x = 2."]  # the short tail merges back
+    assert every == [
+        "<think>Let me see.",
+        "So x = 2.</think>\n<answer>The answer is 2.",
+        "Done here.</answer>",
+    ]
