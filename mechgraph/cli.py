@@ -194,6 +194,7 @@ def _register() -> None:
     from mechgraph.graphs.cli import graph_command
     from mechgraph.importance.cli import importance_command
     from mechgraph.labels.cli import label_command
+    from mechgraph.phases.cli import phases_command
     from mechgraph.weights.cli import weights_command
     from probes.train import probe_command
 
@@ -202,6 +203,7 @@ def _register() -> None:
     app.command("weights")(weights_command)
     app.command("graph")(graph_command)
     app.command("importance")(importance_command)
+    app.command("phases")(phases_command)
 
 
 _register()

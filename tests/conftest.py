@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MECHGRAPH_SHARED", ROOT.parent / "shared"))
 TA_DIR = SHARED / "data" / "thought_anchors_llama8b"
+RUN_DIR = SHARED / "data" / "rl_checkpoints_qwen15b_grpo"
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +22,14 @@ def ta_dir() -> Path:
     if not TA_DIR.is_dir():
         pytest.skip(f"shared data not found at {TA_DIR}")
     return TA_DIR
+
+
+@pytest.fixture(scope="session")
+def grpo_run_dir() -> Path:
+    """The 19-checkpoint GRPO samples in ../shared (skipped where they are absent)."""
+    if not RUN_DIR.is_dir():
+        pytest.skip(f"shared data not found at {RUN_DIR}")
+    return RUN_DIR
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,519 @@
+"""The phase table: one row per checkpoint, every metric with a bootstrap interval.
+
+:func:`phase_table` reads the samples of a run (traces tagged with ``checkpoint``) and
+gives, per checkpoint, the text metrics (accuracy, reward, length, tag shares, planning
+share, semantic entropy raw and rarefied), HICRA's teacher-forced quantities when the
+checkpoints' models are given, reasoning-graph topology read by one reader model in one
+node space, and trainer-log scalars. Each value ``m`` comes with ``m_lo`` / ``m_hi``, a
+percentile bootstrap interval over samples (paired over prompts when every checkpoint
+holds the same prompts); the replicates are kept for the change points.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mechgraph.errors import ConfigError
+from mechgraph.phases import stats
+from mechgraph.phases.runs import checkpoint_order, load_logs
+from mechgraph.phases.samples import SampleTable, sample_numbers, sample_table
+from mechgraph.traces import Trace
+
+__all__ = ["TOPOLOGY_METRICS", "PhaseConfig", "PhaseResult", "phase_table"]
+
+#: Graph metrics averaged per checkpoint (``topo/<name>``), plus null z-scores when asked.
+TOPOLOGY_METRICS = (
+    "n_steps",
+    "loop_count",
+    "revisits",
+    "n_cycles",
+    "diameter_norm",
+    "small_world_sigma",
+)
+_FORCED = ("entropy", "nll", "ppl_rel")
+
+
+@dataclass
+class PhaseConfig:
+    """Everything that determines a phase table (saved next to it).
+
+    Parameters
+    ----------
+    planning : str
+        Planning tokens for ``planning_share`` and the forced split: ``rules``, ``sg``,
+        ``sg:hicra``, ``sg:PATH`` or ``probe:PATH``.
+    grams : str
+        Strategic grams of the semantic entropy: ``hicra`` (HICRA's list), ``mechgraph``
+        or a path.
+    tokenizer : str
+        Tokenizer of ``length_tokens`` and ``planning_share`` (default model's).
+    segmenter : str
+        Sentence splitter of the tagger and of the graph steps.
+    order : tuple of str, optional
+        Checkpoint order (else numeric / natural sort of the labels).
+    paired : {"auto", "yes", "no"}
+        Bootstrap over prompts jointly (``auto``: when every checkpoint holds the same
+        prompts).
+    n_boot, level, seed : int, float, int
+        Bootstrap replicates, interval level, seed.
+    rarefy : int, optional
+        Gram occurrences per checkpoint of the rarefied semantic entropy (default 3/4 of
+        the smallest checkpoint's total).
+    workers : int, optional
+        Processes for the text metrics.
+    models : dict
+        Checkpoint -> model (HF folder or ``default``) for the teacher-forced metrics.
+    forced_reader : str, optional
+        One fixed model that reads every checkpoint's samples: ``reader/entropy_exec``,
+        ``reader/nll_plan``, ... A proxy when the checkpoints' weights are gone (how
+        predictable the samples are to a fixed reader), not HICRA's policy quantities.
+    batch_tokens, device : int, str
+        Forward batches of the forced metrics and of the reader.
+    topology : bool
+        Read the samples with ``reader`` and add ``topo/`` columns.
+    reader, layer, k : str, int or None, int
+        Reader model, its layer (default ``int(0.9 * n_layers)``), node count.
+    match_steps : int, "paired", "auto" or None
+        Step matching of the graph metrics (``auto``: ``paired`` when prompts repeat,
+        else the smallest per-checkpoint median step count).
+    n_null : int
+        Null draws of the graph stage (z-score columns when >= 2).
+    store : str, optional
+        Folder of the reader's activation store (resumable); required with topology.
+        Teacher-forced sums are cached beside it (``<store>.forced/``).
+    logs, log_step : str, optional
+        Trainer log to join (``log/`` columns) and its step key.
+    """
+
+    planning: str = "rules"
+    grams: str = "hicra"
+    tokenizer: str = "default"
+    segmenter: str = "sentences-all"
+    order: tuple[str, ...] | None = None
+    paired: str = "auto"
+    n_boot: int = 200
+    level: float = 0.95
+    seed: int = 0
+    rarefy: int | None = None
+    workers: int | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    forced_reader: str | None = None
+    batch_tokens: int = 8192
+    device: str = "cpu"
+    topology: bool = False
+    reader: str = "default"
+    layer: int | None = None
+    k: int = 200
+    match_steps: int | str | None = "auto"
+    n_null: int = 0
+    store: str | None = None
+    logs: str | None = None
+    log_step: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.order is not None:
+            self.order = tuple(str(o) for o in self.order)
+        if self.paired not in ("auto", "yes", "no"):
+            raise ConfigError(f"paired must be 'auto', 'yes' or 'no', got {self.paired!r}")
+        if self.n_boot < 20:
+            raise ConfigError(f"n_boot must be >= 20 for an interval, got {self.n_boot}")
+        if not 0.5 < self.level < 1:
+            raise ConfigError(f"level must be in (0.5, 1), got {self.level}")
+        if self.rarefy is not None and self.rarefy < 1:
+            raise ConfigError(f"rarefy must be >= 1, got {self.rarefy}")
+        if self.k < 2:
+            raise ConfigError(f"k must be >= 2, got {self.k}")
+        if isinstance(self.match_steps, str) and self.match_steps not in ("auto", "paired"):
+            try:
+                self.match_steps = int(self.match_steps)
+            except ValueError:
+                raise ConfigError(
+                    f"match_steps must be an int, 'paired', 'auto' or None, got {self.match_steps!r}"
+                ) from None
+        self.models = {str(k): str(v) for k, v in dict(self.models).items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["order"] = list(self.order) if self.order else None
+        return d
+
+
+@dataclass
+class PhaseResult:
+    """What :func:`phase_table` returns.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per checkpoint, in order: ``checkpoint``, ``checkpoint_value``,
+        ``n_traces``, ``n_prompts``, then each metric ``m`` with ``m_lo`` / ``m_hi``;
+        ``log/`` columns have no interval.
+    replicates : dict
+        Metric -> ``(n_boot, n_checkpoints)`` bootstrap replicates, from one set of draws.
+    samples : pandas.DataFrame
+        The per-sample quantities (one row per trace).
+    config : PhaseConfig
+    info : dict
+        Facts of the run: ``paired``, ``rarefy_m``, ``rarefy_short``, notes.
+    """
+
+    table: pd.DataFrame
+    replicates: dict[str, np.ndarray]
+    samples: pd.DataFrame
+    config: PhaseConfig
+    info: dict[str, Any]
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metrics with replicates, in table order."""
+        return [c for c in self.table.columns if c in self.replicates]
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.table["checkpoint_value"].to_numpy(dtype=float)
+
+
+def _ratio_specs(frame: pd.DataFrame) -> list[tuple[str, str, str | None]]:
+    """(metric, numerator column, denominator column or None for a plain mean)."""
+    specs = [("accuracy", "correct", None), ("reward", "reward", None)]
+    specs.append(("length_tokens", "n_tokens", None))
+    specs += [(c, c, "n_steps") for c in frame.columns if c.startswith("tag/")]
+    specs.append(("planning_share", "n_plan_tokens", "n_tokens"))
+    return specs
+
+
+def _check_inputs(traces: Sequence[Trace], cfg: PhaseConfig):
+    missing = next((t for t in traces if t.checkpoint is None), None)
+    if missing is not None:
+        raise ConfigError(f"trace {missing.id!r}: no checkpoint (tag every sample with one)")
+    labels, x = checkpoint_order([t.checkpoint for t in traces], cfg.order)
+    sample_numbers(traces)
+    absent = sorted(set(cfg.models) - set(labels))
+    if absent:
+        raise ConfigError(
+            f"--models names checkpoints absent from the traces: {absent} (have {labels[:6]}...)"
+        )
+    logs = None
+    if cfg.logs:
+        logs = load_logs(cfg.logs, cfg.log_step)
+        hit = np.isin(x, logs.index.to_numpy(dtype=float))
+        if not hit.any():
+            key = logs.attrs.get("step_key")
+            raise ConfigError(
+                f"--logs {cfg.logs}: no value of step key {key!r} matches a checkpoint "
+                f"(checkpoints {x[0]:g}..{x[-1]:g}, log steps "
+                f"{logs.index.min():g}..{logs.index.max():g}); set --log-step"
+            )
+    if cfg.topology and not cfg.store:
+        raise ConfigError("topology needs a folder for the reader's store (store=...)")
+    return labels, x, logs
+
+
+def _pairing(frame: pd.DataFrame, labels: list[str], mode: str) -> tuple[np.ndarray | None, str]:
+    sets = [frozenset(frame.loc[frame.checkpoint == c, "prompt_key"]) for c in labels]
+    same = all(s == sets[0] for s in sets) and len(sets[0]) >= 2
+    if mode == "yes" and not same:
+        raise ConfigError("paired=yes but the checkpoints do not all hold the same prompts")
+    if mode == "no" or not same:
+        shared = len(frozenset.intersection(*sets))
+        why = "off" if mode == "no" else f"{shared} of {len(frozenset.union(*sets))} prompts shared"
+        return None, f"independent bootstrap within checkpoints ({why})"
+    codes = pd.factorize(frame["prompt_key"])[0]
+    return codes, f"paired bootstrap over {len(sets[0])} prompts repeated at every checkpoint"
+
+
+def phase_table(
+    traces: Sequence[Trace],
+    config: PhaseConfig | None = None,
+    *,
+    tokenizer: Any = None,
+    **options: Any,
+) -> PhaseResult:
+    """Per-checkpoint metrics of a run, each with a bootstrap interval.
+
+    Parameters
+    ----------
+    traces : sequence of Trace
+        Samples tagged with ``checkpoint`` (see :func:`mechgraph.phases.load_run`);
+        ``correct`` and a numeric ``reward`` field are used when present.
+    config : PhaseConfig, optional
+    tokenizer : tokenizer, optional
+        Instead of loading ``config.tokenizer``.
+    **options
+        Fields of :class:`PhaseConfig`; they override ``config``'s.
+
+    Returns
+    -------
+    PhaseResult
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two checkpoints, checkpoints that cannot be ordered, ``models`` for a
+        checkpoint absent from the traces, logs that match no checkpoint, mismatched
+        tokenizers: all before any expensive work.
+
+    Examples
+    --------
+    >>> from mechgraph.phases import load_run  # doctest: +SKIP
+    >>> res = phase_table(load_run("runs/samples"), n_boot=200)  # doctest: +SKIP
+    >>> res.table[["checkpoint", "accuracy", "accuracy_lo", "accuracy_hi"]]  # doctest: +SKIP
+    """
+    cfg = config if config is not None else PhaseConfig(**options)
+    if config is not None and options:
+        cfg = PhaseConfig(**{**asdict(config), **options})
+    traces = list(traces)
+    if not traces:
+        raise ConfigError("no samples given")
+    labels, x, logs = _check_inputs(traces, cfg)
+    forced_models = _forced_plan(cfg)  # tokenizers checked before any forward pass
+    if tokenizer is None:
+        from mechgraph.models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.tokenizer)
+    st = sample_table(
+        traces,
+        tokenizer=tokenizer,
+        planning=cfg.planning,
+        grams=cfg.grams,
+        segmenter=cfg.segmenter,
+        workers=cfg.workers,
+    )
+    frame = st.frame
+    index = {c: i for i, c in enumerate(labels)}
+    ck = frame["checkpoint"].map(index).to_numpy()
+    prompt_of, pairing = _pairing(frame, labels, cfg.paired)
+    draws = stats.draw_weights(
+        ck, len(labels), prompt_of=prompt_of, n_boot=cfg.n_boot, seed=cfg.seed
+    )
+    if forced_models:
+        frame = _add_forced(frame, st, traces, forced_models, cfg, "forced")
+    if cfg.forced_reader:
+        frame = _add_forced(frame, st, traces, {"*": cfg.forced_reader}, cfg, "reader")
+    if cfg.topology:
+        frame = _add_topology(frame, traces, labels, prompt_of is not None, cfg)
+
+    points: dict[str, np.ndarray] = {}
+    reps: dict[str, np.ndarray] = {}
+    for name, num, den in _ratio_specs(frame):
+        d = np.ones(len(frame)) if den is None else frame[den].to_numpy(dtype=float)
+        points[name], reps[name] = stats.ratio_metric(draws, frame[num].to_numpy(float), d)
+    sem = stats.semantic_entropy(draws, st.grams, rarefy=cfg.rarefy, seed=cfg.seed)
+    m, short = sem.pop("_m"), sem.pop("_short")
+    for name, (p, r) in sem.items():
+        points[name], reps[name] = p, r
+    if forced_models:
+        _forced_metrics(frame, draws, points, reps, "forced", "")
+    if cfg.forced_reader:
+        _forced_metrics(frame, draws, points, reps, "reader", "reader/")
+    for col in [c for c in frame.columns if c.startswith("topo/")]:
+        v = frame[col].to_numpy(dtype=float)
+        points[col], reps[col] = stats.ratio_metric(draws, v, np.isfinite(v).astype(float))
+
+    n_traces = np.array([len(r) for r in draws.rows])
+    table = pd.DataFrame(
+        {
+            "checkpoint": labels,
+            "checkpoint_value": x,
+            "n_traces": n_traces,
+            "n_prompts": [frame.loc[frame.checkpoint == c, "prompt_key"].nunique() for c in labels],
+        }
+    )
+    few = n_traces < 2
+    cols: dict[str, np.ndarray] = {}
+    for name in points:
+        reps[name] = _centred(points[name], reps[name])
+        lo, hi = stats.percentile_ci(reps[name], cfg.level)
+        lo[few], hi[few] = np.nan, np.nan  # one sample: no interval (documented)
+        cols[name], cols[f"{name}_lo"], cols[f"{name}_hi"] = points[name], lo, hi
+    table = pd.concat([table, pd.DataFrame(cols)], axis=1)
+    if logs is not None:
+        joined = logs.reindex(x)
+        for c in logs.columns:
+            table[c] = joined[c].to_numpy()
+    notes = [pairing]
+    if few.any():
+        notes.append(f"checkpoints with one sample have no interval: {list(table.checkpoint[few])}")
+    info = {
+        "paired": prompt_of is not None,
+        "pairing": pairing,
+        "rarefy_m": m,
+        "rarefy_short": short,
+        "n_samples": len(frame),
+        "n_grams": len(st.vocabulary),
+        "notes": notes,
+    }
+    return PhaseResult(table=table, replicates=reps, samples=frame, config=cfg, info=info)
+
+
+def _centred(point: np.ndarray, reps: np.ndarray) -> np.ndarray:
+    """Replicates shifted so that their median is the point value, per checkpoint.
+
+    Resampling with replacement repeats samples, which lowers diversity measures (semantic
+    entropy, distinct grams) in every replicate; centring removes that bias from the
+    intervals and the change-point refits (for means and shares the shift is ~0).
+    """
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        shift = np.nanmedian(reps, axis=0) - point
+    return reps - np.where(np.isfinite(shift), shift, 0.0)
+
+
+# ---------------------------------------------------------------- teacher-forced metrics
+
+
+def _forced_plan(cfg: PhaseConfig) -> dict[str, str]:
+    if (
+        cfg.forced_reader
+        and cfg.forced_reader != "default"
+        and not Path(cfg.forced_reader).exists()
+    ):
+        raise ConfigError(f"forced reader {cfg.forced_reader}: no such model folder")
+    if not cfg.models:
+        return {}
+    from mechgraph.models import load_tokenizer
+    from mechgraph.phases.forced import check_same_tokenizer, load_checkpoint_models
+
+    models = load_checkpoint_models(cfg.models)
+    check_same_tokenizer({c: load_tokenizer(p) for c, p in models.items()})
+    return models
+
+
+def _add_forced(frame, st: SampleTable, traces, models: Mapping[str, str], cfg, prefix: str):
+    """Teacher-forced sums per sample: ``models`` maps checkpoint (or ``*``: all) -> model.
+
+    With ``cfg.store`` set, each model's per-sample sums are cached beside the store
+    (``<store>.forced/``), keyed by model, planning source and each sample's text, so a
+    rerun (another change-point setting, say) does not repeat the forward passes.
+    """
+    from mechgraph.phases.forced import STAT_COLUMNS
+
+    out = frame.copy()
+    cols = [c for c in STAT_COLUMNS if c != "id"]
+    for c in cols:
+        out[f"{prefix}/{c}"] = np.nan
+    ck = out["checkpoint"].to_numpy()
+    for ckpt, path in models.items():
+        rows = np.flatnonzero(np.ones(len(out), bool) if ckpt == "*" else ck == ckpt)
+        res = _forced_rows(path, rows, st, traces, cfg, prefix)
+        for c in cols:
+            out.loc[out.index[rows], f"{prefix}/{c}"] = res[c].to_numpy(dtype=float)
+    return out
+
+
+def _forced_rows(path: str, rows: np.ndarray, st: SampleTable, traces, cfg, prefix: str):
+    import hashlib
+
+    from mechgraph.io import write_atomic
+    from mechgraph.models import load_model
+    from mechgraph.phases.forced import forced_token_stats
+
+    keys = [
+        hashlib.sha1(f"{traces[i].prompt}\x1f{traces[i].text}".encode()).hexdigest() for i in rows
+    ]
+    cache = None
+    if cfg.store:
+        tag = hashlib.sha1(f"{prefix}|{path}|{cfg.planning}|{cfg.segmenter}".encode()).hexdigest()
+        cache = Path(f"{cfg.store}.forced") / f"{tag[:16]}.parquet"
+    have = pd.read_parquet(cache).set_index("key") if cache and cache.exists() else None
+    todo = [j for j, k in enumerate(keys) if have is None or k not in have.index]
+    if todo:
+        lm = load_model(path, device=cfg.device)
+        lm.hf.eval()
+        new = forced_token_stats(
+            lm.hf,
+            lm.tokenizer,
+            [traces[rows[j]].prompt for j in todo],
+            [traces[rows[j]].text for j in todo],
+            [st.plan_spans[rows[j]] for j in todo],
+            batch_tokens=cfg.batch_tokens,
+            ids=[traces[rows[j]].id for j in todo],
+        )
+        new = new.drop(columns=["id"]).assign(key=[keys[j] for j in todo]).set_index("key")
+        have = new if have is None else pd.concat([have, new])
+        have = have[~have.index.duplicated(keep="last")]
+        if cache is not None:
+            frame = have.reset_index()
+            write_atomic(cache, lambda tmp: frame.to_parquet(tmp, index=False))
+    return have.loc[keys].reset_index(drop=True)
+
+
+def _forced_metrics(frame, draws, points, reps, prefix: str, name_prefix: str) -> None:
+    known = frame[f"{prefix}/n_tokens"].notna().to_numpy()
+    for side in ("plan", "exec"):
+        n = np.where(known, frame[f"{prefix}/n_{side}"].to_numpy(dtype=float), 0.0)
+        for q, label in (("ent", "entropy"), ("nll", "nll")):
+            s = np.where(known, frame[f"{prefix}/{q}_{side}_sum"].to_numpy(dtype=float), np.nan)
+            name = f"{name_prefix}{label}_{side}"
+            points[name], reps[name] = stats.ratio_metric(draws, s, n)
+        p, r = points[f"{name_prefix}nll_{side}"], reps[f"{name_prefix}nll_{side}"]
+        if not np.isfinite(p).any():
+            continue
+        ref = int(np.flatnonzero(np.isfinite(p))[0])  # the first checkpoint with a model
+        points[f"{name_prefix}ppl_rel_{side}"] = np.exp(p - p[ref])
+        reps[f"{name_prefix}ppl_rel_{side}"] = np.exp(r - r[:, [ref]])
+
+
+# ---------------------------------------------------------------- topology
+
+
+def _add_topology(frame, traces, labels, paired: bool, cfg: PhaseConfig) -> pd.DataFrame:
+    from mechgraph.extract import extract
+    from mechgraph.graphs import GraphConfig, NodeSpaceConfig, analyze_corpus
+    from mechgraph.models import load_model
+
+    lm = load_model(cfg.reader, device=cfg.device)
+    layer = cfg.layer if cfg.layer is not None else int(0.9 * lm.n_layers)
+    store = extract(
+        list(traces),
+        cfg.store,
+        model=lm,
+        layers=(layer,),
+        pools=("mean",),
+        segmenter=cfg.segmenter,
+        batch_tokens=cfg.batch_tokens,
+        progress=False,
+    )
+    match = cfg.match_steps
+    if match == "auto":
+        if paired:
+            match = "paired"
+        else:
+            med = frame.groupby("checkpoint")["n_steps"].median()
+            match = max(2, int(med.min()))
+    gcfg = GraphConfig(
+        layer=layer,
+        nodes=NodeSpaceConfig(k=cfg.k, random_state=cfg.seed),
+        n_null=cfg.n_null,
+        group_by="checkpoint",
+        seed=cfg.seed,
+        match_steps=match,
+        pair_by="prompt",
+    )
+    res = analyze_corpus([store], gcfg)
+    t = res.table.set_index("trace_id")
+    cols = list(TOPOLOGY_METRICS)
+    cols += [c for c in t.columns if "_z_" in c]
+    out = frame.copy()
+    for c in cols:
+        if c in t.columns:
+            out[f"topo/{c}"] = pd.to_numeric(
+                t[c].reindex(out["trace_id"]), errors="coerce"
+            ).to_numpy(dtype=float)
+    out.attrs["topology"] = {
+        "layer": layer,
+        "reader": lm.model_id,
+        "k_used": int(res.nodespace.k_),
+        "match_steps": match,
+        "store": os.fspath(Path(cfg.store)),
+    }
+    return out
