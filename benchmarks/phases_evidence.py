@@ -38,9 +38,31 @@ def _subset(run, n_prompts: int | None):
     return [t for t in run if t.prompt in keep]
 
 
+def _early_late(rep, k: int = 5) -> dict:
+    """Mean of the last k checkpoints minus the first k, with a bootstrap 95% interval."""
+    import numpy as np
+
+    out = {}
+    for m, r in rep.result.replicates.items():
+        y = rep.table[m].to_numpy(dtype=float)
+        if not np.isfinite(y).all():
+            continue
+        d = r[:, -k:].mean(1) - r[:, :k].mean(1)
+        lo, hi = np.nanquantile(d, [0.025, 0.975])
+        out[m] = {
+            "early": float(y[:k].mean()),
+            "late": float(y[-k:].mean()),
+            "diff": float(y[-k:].mean() - y[:k].mean()),
+            "lo": float(lo),
+            "hi": float(hi),
+        }
+    return out
+
+
 def _summary(rep, seconds: float) -> dict:
     d = rep.to_dict()
     return {
+        "early_vs_late_5": _early_late(rep),
         "seconds": round(seconds, 1),
         "n_samples": rep.result.info["n_samples"],
         "pairing": rep.result.info["pairing"],
@@ -58,6 +80,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="first N problems only")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--k", type=int, default=200)
+    ap.add_argument("--match-steps", default="auto", help="auto | paired | N (model stage)")
     ap.add_argument("--work", type=Path, default=Path("runs/phases_evidence"))
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
@@ -87,10 +110,12 @@ def main() -> None:
             store=str(args.work / "reader.store"),
             k=args.k,
             forced_reader="default",
+            match_steps=args.match_steps,
         )
         dt = time.time() - t0
-        write_phases(rep, args.out / "phases_model.parquet", plots=str(args.work / "plots"))
-        write_json_atomic(args.out / "phases_model_summary.json", _summary(rep, dt))
+        name = "phases_model" if args.match_steps == "auto" else f"phases_model_m{args.match_steps}"
+        write_phases(rep, args.out / f"{name}.parquet", plots=str(args.work / f"plots_{name}"))
+        write_json_atomic(args.out / f"{name}_summary.json", _summary(rep, dt))
         print(f"model stage: {dt:.1f} s; two-phase: {rep.two_phase}")
         for row in rep.topology_link:
             print(row)

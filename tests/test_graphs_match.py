@@ -23,7 +23,7 @@ from mechgraph.graphs import (
     topology_metrics,
 )
 from mechgraph.graphs.cli import graph_command
-from mechgraph.graphs.corpus import match_corpus
+from mechgraph.graphs.matching import match_corpus
 
 # tiny corpora: the node space falls back to fewer nodes, as documented
 pytestmark = pytest.mark.filterwarnings("ignore::mechgraph.graphs.nodespace.NodeSpaceWarning")

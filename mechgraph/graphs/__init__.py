@@ -25,6 +25,7 @@ from mechgraph.graphs.corpus import (
     graph_table,
     load_corpus,
 )
+from mechgraph.graphs.matching import match_corpus
 from mechgraph.graphs.metrics import (
     MetricOptions,
     avg_path_length,
@@ -78,6 +79,7 @@ __all__ = [
     "has_loop",
     "load_corpus",
     "loop_count",
+    "match_corpus",
     "metrics_table",
     "n_cycles",
     "null_zscores",

@@ -11,11 +11,9 @@ holds the same prompts); the replicates are kept for the change points.
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,22 +21,12 @@ import pandas as pd
 
 from mechgraph.errors import ConfigError
 from mechgraph.phases import stats
+from mechgraph.phases.readers import add_forced, add_topology, forced_metrics, forced_plan
 from mechgraph.phases.runs import checkpoint_order, load_logs
-from mechgraph.phases.samples import SampleTable, sample_numbers, sample_table
+from mechgraph.phases.samples import sample_numbers, sample_table
 from mechgraph.traces import Trace
 
-__all__ = ["TOPOLOGY_METRICS", "PhaseConfig", "PhaseResult", "phase_table"]
-
-#: Graph metrics averaged per checkpoint (``topo/<name>``), plus null z-scores when asked.
-TOPOLOGY_METRICS = (
-    "n_steps",
-    "loop_count",
-    "revisits",
-    "n_cycles",
-    "diameter_norm",
-    "small_world_sigma",
-)
-_FORCED = ("entropy", "nll", "ppl_rel")
+__all__ = ["PhaseConfig", "PhaseResult", "phase_table"]
 
 
 @dataclass
@@ -275,7 +263,7 @@ def phase_table(
     if not traces:
         raise ConfigError("no samples given")
     labels, x, logs = _check_inputs(traces, cfg)
-    forced_models = _forced_plan(cfg)  # tokenizers checked before any forward pass
+    forced_models = forced_plan(cfg)  # tokenizers checked before any forward pass
     if tokenizer is None:
         from mechgraph.models import load_tokenizer
 
@@ -296,11 +284,11 @@ def phase_table(
         ck, len(labels), prompt_of=prompt_of, n_boot=cfg.n_boot, seed=cfg.seed
     )
     if forced_models:
-        frame = _add_forced(frame, st, traces, forced_models, cfg, "forced")
+        frame = add_forced(frame, st, traces, forced_models, cfg, "forced")
     if cfg.forced_reader:
-        frame = _add_forced(frame, st, traces, {"*": cfg.forced_reader}, cfg, "reader")
+        frame = add_forced(frame, st, traces, {"*": cfg.forced_reader}, cfg, "reader")
     if cfg.topology:
-        frame = _add_topology(frame, traces, labels, prompt_of is not None, cfg)
+        frame = add_topology(frame, traces, prompt_of is not None, cfg)
 
     points: dict[str, np.ndarray] = {}
     reps: dict[str, np.ndarray] = {}
@@ -312,9 +300,9 @@ def phase_table(
     for name, (p, r) in sem.items():
         points[name], reps[name] = p, r
     if forced_models:
-        _forced_metrics(frame, draws, points, reps, "forced", "")
+        forced_metrics(frame, draws, points, reps, "forced", "")
     if cfg.forced_reader:
-        _forced_metrics(frame, draws, points, reps, "reader", "reader/")
+        forced_metrics(frame, draws, points, reps, "reader", "reader/")
     for col in [c for c in frame.columns if c.startswith("topo/")]:
         v = frame[col].to_numpy(dtype=float)
         points[col], reps[col] = stats.ratio_metric(draws, v, np.isfinite(v).astype(float))
@@ -366,154 +354,3 @@ def _centred(point: np.ndarray, reps: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         shift = np.nanmedian(reps, axis=0) - point
     return reps - np.where(np.isfinite(shift), shift, 0.0)
-
-
-# ---------------------------------------------------------------- teacher-forced metrics
-
-
-def _forced_plan(cfg: PhaseConfig) -> dict[str, str]:
-    if (
-        cfg.forced_reader
-        and cfg.forced_reader != "default"
-        and not Path(cfg.forced_reader).exists()
-    ):
-        raise ConfigError(f"forced reader {cfg.forced_reader}: no such model folder")
-    if not cfg.models:
-        return {}
-    from mechgraph.models import load_tokenizer
-    from mechgraph.phases.forced import check_same_tokenizer, load_checkpoint_models
-
-    models = load_checkpoint_models(cfg.models)
-    check_same_tokenizer({c: load_tokenizer(p) for c, p in models.items()})
-    return models
-
-
-def _add_forced(frame, st: SampleTable, traces, models: Mapping[str, str], cfg, prefix: str):
-    """Teacher-forced sums per sample: ``models`` maps checkpoint (or ``*``: all) -> model.
-
-    With ``cfg.store`` set, each model's per-sample sums are cached beside the store
-    (``<store>.forced/``), keyed by model, planning source and each sample's text, so a
-    rerun (another change-point setting, say) does not repeat the forward passes.
-    """
-    from mechgraph.phases.forced import STAT_COLUMNS
-
-    out = frame.copy()
-    cols = [c for c in STAT_COLUMNS if c != "id"]
-    for c in cols:
-        out[f"{prefix}/{c}"] = np.nan
-    ck = out["checkpoint"].to_numpy()
-    for ckpt, path in models.items():
-        rows = np.flatnonzero(np.ones(len(out), bool) if ckpt == "*" else ck == ckpt)
-        res = _forced_rows(path, rows, st, traces, cfg, prefix)
-        for c in cols:
-            out.loc[out.index[rows], f"{prefix}/{c}"] = res[c].to_numpy(dtype=float)
-    return out
-
-
-def _forced_rows(path: str, rows: np.ndarray, st: SampleTable, traces, cfg, prefix: str):
-    import hashlib
-
-    from mechgraph.io import write_atomic
-    from mechgraph.models import load_model
-    from mechgraph.phases.forced import forced_token_stats
-
-    keys = [
-        hashlib.sha1(f"{traces[i].prompt}\x1f{traces[i].text}".encode()).hexdigest() for i in rows
-    ]
-    cache = None
-    if cfg.store:
-        tag = hashlib.sha1(f"{prefix}|{path}|{cfg.planning}|{cfg.segmenter}".encode()).hexdigest()
-        cache = Path(f"{cfg.store}.forced") / f"{tag[:16]}.parquet"
-    have = pd.read_parquet(cache).set_index("key") if cache and cache.exists() else None
-    todo = [j for j, k in enumerate(keys) if have is None or k not in have.index]
-    if todo:
-        lm = load_model(path, device=cfg.device)
-        lm.hf.eval()
-        new = forced_token_stats(
-            lm.hf,
-            lm.tokenizer,
-            [traces[rows[j]].prompt for j in todo],
-            [traces[rows[j]].text for j in todo],
-            [st.plan_spans[rows[j]] for j in todo],
-            batch_tokens=cfg.batch_tokens,
-            ids=[traces[rows[j]].id for j in todo],
-        )
-        new = new.drop(columns=["id"]).assign(key=[keys[j] for j in todo]).set_index("key")
-        have = new if have is None else pd.concat([have, new])
-        have = have[~have.index.duplicated(keep="last")]
-        if cache is not None:
-            frame = have.reset_index()
-            write_atomic(cache, lambda tmp: frame.to_parquet(tmp, index=False))
-    return have.loc[keys].reset_index(drop=True)
-
-
-def _forced_metrics(frame, draws, points, reps, prefix: str, name_prefix: str) -> None:
-    known = frame[f"{prefix}/n_tokens"].notna().to_numpy()
-    for side in ("plan", "exec"):
-        n = np.where(known, frame[f"{prefix}/n_{side}"].to_numpy(dtype=float), 0.0)
-        for q, label in (("ent", "entropy"), ("nll", "nll")):
-            s = np.where(known, frame[f"{prefix}/{q}_{side}_sum"].to_numpy(dtype=float), np.nan)
-            name = f"{name_prefix}{label}_{side}"
-            points[name], reps[name] = stats.ratio_metric(draws, s, n)
-        p, r = points[f"{name_prefix}nll_{side}"], reps[f"{name_prefix}nll_{side}"]
-        if not np.isfinite(p).any():
-            continue
-        ref = int(np.flatnonzero(np.isfinite(p))[0])  # the first checkpoint with a model
-        points[f"{name_prefix}ppl_rel_{side}"] = np.exp(p - p[ref])
-        reps[f"{name_prefix}ppl_rel_{side}"] = np.exp(r - r[:, [ref]])
-
-
-# ---------------------------------------------------------------- topology
-
-
-def _add_topology(frame, traces, labels, paired: bool, cfg: PhaseConfig) -> pd.DataFrame:
-    from mechgraph.extract import extract
-    from mechgraph.graphs import GraphConfig, NodeSpaceConfig, analyze_corpus
-    from mechgraph.models import load_model
-
-    lm = load_model(cfg.reader, device=cfg.device)
-    layer = cfg.layer if cfg.layer is not None else int(0.9 * lm.n_layers)
-    store = extract(
-        list(traces),
-        cfg.store,
-        model=lm,
-        layers=(layer,),
-        pools=("mean",),
-        segmenter=cfg.segmenter,
-        batch_tokens=cfg.batch_tokens,
-        progress=False,
-    )
-    match = cfg.match_steps
-    if match == "auto":
-        if paired:
-            match = "paired"
-        else:
-            med = frame.groupby("checkpoint")["n_steps"].median()
-            match = max(2, int(med.min()))
-    gcfg = GraphConfig(
-        layer=layer,
-        nodes=NodeSpaceConfig(k=cfg.k, random_state=cfg.seed),
-        n_null=cfg.n_null,
-        group_by="checkpoint",
-        seed=cfg.seed,
-        match_steps=match,
-        pair_by="prompt",
-    )
-    res = analyze_corpus([store], gcfg)
-    t = res.table.set_index("trace_id")
-    cols = list(TOPOLOGY_METRICS)
-    cols += [c for c in t.columns if "_z_" in c]
-    out = frame.copy()
-    for c in cols:
-        if c in t.columns:
-            out[f"topo/{c}"] = pd.to_numeric(
-                t[c].reindex(out["trace_id"]), errors="coerce"
-            ).to_numpy(dtype=float)
-    out.attrs["topology"] = {
-        "layer": layer,
-        "reader": lm.model_id,
-        "k_used": int(res.nodespace.k_),
-        "match_steps": match,
-        "store": os.fspath(Path(cfg.store)),
-    }
-    return out
