@@ -18,6 +18,7 @@ __all__ = [
     "atomic_dir",
     "atomic_path",
     "jsonable",
+    "read_jsonl",
     "write_atomic",
     "write_json_atomic",
     "write_jsonl_atomic",
@@ -162,3 +163,38 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and obj != obj:
         return None
     return obj
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], error: type[Exception] = ValueError
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` of each non-blank line of a UTF-8 JSONL file.
+
+    Lines are split on ``\n`` only, so JSON strings holding U+2028 or other Unicode line
+    separators (valid JSON, and what ``ensure_ascii=False`` writers emit) stay whole.
+
+    Raises
+    ------
+    error
+        ``"PATH: not UTF-8 (byte N)"`` or ``"PATH:LINE: invalid JSON: ..."``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = p.write_text('{"a": "x\\u2028y"}\\n\\n{"a": 2}\\n', encoding="utf-8")
+    >>> [(n, r["a"]) for n, r in read_jsonl(p)]
+    [(1, 'x\\u2028y'), (3, 2)]
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 (byte {e.start}): {e.reason}") from None
+    for lineno, line in enumerate(raw.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None

@@ -208,20 +208,9 @@ def trace_from_record(rec: Mapping[str, Any], where: str) -> Trace:
 
 
 def _read_jsonl(path: Path) -> list[Trace]:
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{path}: not UTF-8 (byte {e.start}): {e.reason}") from None
-    traces = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TraceError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-        traces.append(trace_from_record(rec, f"{path}:{lineno}"))
-    return traces
+    from mechgraph.io import read_jsonl
+
+    return [trace_from_record(rec, f"{path}:{n}") for n, rec in read_jsonl(path, TraceError)]
 
 
 def _read_json(path: Path) -> Any:

@@ -111,3 +111,15 @@ def test_segment_traces_given_requires_steps():
     with pytest.raises(TraceError, match="trace 'g': segmenter 'given'"):
         segment_traces([t], "given")
     assert segment_traces([t], "sentences")[0].steps[0].text == "Some text here."
+
+
+def test_jsonl_with_unicode_line_separators_round_trips(tmp_path):
+    import json
+
+    from mechgraph.traces import load_traces
+
+    text = "Let me see.\u2028So x = 1.\u2029Then\x85 y = 2."
+    p = tmp_path / "t.jsonl"
+    p.write_text(json.dumps({"id": "a", "text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (t,) = load_traces(p)
+    assert t.text == text

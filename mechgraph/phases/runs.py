@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError, TraceError
+from mechgraph.io import read_jsonl
 from mechgraph.traces import Trace, trace_from_record
 
 __all__ = [
@@ -280,18 +281,8 @@ def load_run(
     traces: list[Trace] = []
     per_ckpt: dict[str, int] = {}
     for path in _run_files(source, pattern):
-        try:
-            lines = path.read_bytes().decode("utf-8").split("\n")
-        except UnicodeDecodeError as e:
-            raise TraceError(f"{path}: not UTF-8 (byte {e.start})") from None
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        for lineno, rec in read_jsonl(path, TraceError):
             where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TraceError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from None
             if not isinstance(rec, dict):
                 raise TraceError(f"{where}: expected a JSON object")
             traces.append(
@@ -390,17 +381,7 @@ def _log_records(path: Path) -> list[dict[str, Any]]:
         return [r for r in obj["log_history"] if isinstance(r, dict)]
     if isinstance(obj, list):
         return [r for r in obj if isinstance(r, dict)]
-    out = []
-    for lineno, line in enumerate(raw.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{lineno}: invalid JSON in the log: {e.msg}") from None
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    return [rec for _, rec in read_jsonl(path, ConfigError) if isinstance(rec, dict)]
 
 
 def load_logs(path: str | os.PathLike[str], step_key: str | None = None) -> Any:
