@@ -162,12 +162,12 @@ def default_panels(table: pd.DataFrame) -> list[list[str]]:
     [['accuracy']]
     """
     cols = [c for c in table.columns if isinstance(c, str) and _is_metric(c) and _has(table, c)]
-    ppl = ["ppl_rel_plan", "ppl_rel_exec"]
-    groups: list[list[str]] = [
-        ["accuracy"],
-        ["reward"],
-        ["entropy_plan", "entropy_exec"],
-        ppl if any(m in cols for m in ppl) else ["nll_plan", "nll_exec"],
+    groups: list[list[str]] = [["accuracy"], ["reward"]]
+    for pre in ("", "reader/"):  # the checkpoints' own models, then a fixed reader
+        ppl = [f"{pre}ppl_rel_plan", f"{pre}ppl_rel_exec"]
+        groups.append([f"{pre}entropy_plan", f"{pre}entropy_exec"])
+        groups.append(ppl if any(m in cols for m in ppl) else [f"{pre}nll_plan", f"{pre}nll_exec"])
+    groups += [
         ["semantic_entropy_rarefied", "semantic_entropy"],
         ["n_distinct_grams_rarefied", "n_distinct_grams"],
         ["planning_share"],
@@ -196,6 +196,8 @@ def _check_panels(table: pd.DataFrame, panels: Sequence[Sequence[str] | str]) ->
 
 
 def _title(panel: list[str]) -> str:
+    if all(m.startswith("reader/") for m in panel):
+        return "fixed reader: " + _title([m.removeprefix("reader/") for m in panel])
     s = set(panel)
     if s <= {"entropy_plan", "entropy_exec"}:
         return "token entropy: planning vs execution"
@@ -331,7 +333,7 @@ def _matplotlib_figure(
         for m in panel:
             color, ls = styles[m]
             plot_metric(table, m, change_points, ax, color=color, linestyle=ls)
-        if any(m.startswith("ppl_rel") for m in panel):
+        if any(m.removeprefix("reader/").startswith("ppl_rel") for m in panel):
             ax.axhline(1.0, color="0.35", ls="--", lw=0.9)
         ax.set_title(_title(panel), fontsize=10)
         ax.set_xlim(x.min() - pad, x.max() + pad)
@@ -453,7 +455,7 @@ def _plotly_figure(
                     row=row,
                     col=col,
                 )
-        if any(m.startswith("ppl_rel") for m in panel):
+        if any(m.removeprefix("reader/").startswith("ppl_rel") for m in panel):
             fig.add_hline(
                 y=1.0, line={"color": "grey", "dash": "dash", "width": 1}, row=row, col=col
             )
