@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlignmentError",
+    "ArtifactError",
     "ConfigError",
     "ExtractionError",
     "MechgraphError",
@@ -38,3 +39,7 @@ class ExtractionError(MechgraphError, RuntimeError):
 
 class StoreError(MechgraphError, RuntimeError):
     """The on-disk store is missing, corrupt, incompatible or from another version."""
+
+
+class ArtifactError(StoreError, ValueError):
+    """A file or folder is not a readable mechgraph artifact (names the file)."""

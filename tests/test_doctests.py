@@ -11,6 +11,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "mechgraph.artifacts",
     "mechgraph.io",
     "mechgraph.segment",
     "mechgraph.graphs.matching",

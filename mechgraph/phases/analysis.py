@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mechgraph.artifacts import info_path, write_info
 from mechgraph.errors import ConfigError
 from mechgraph.io import jsonable, write_atomic, write_text_atomic
 from mechgraph.phases.changepoints import ChangeConfig, ChangeResult
@@ -134,9 +136,17 @@ def analyze_phases(
 
 
 def write_phases(
-    report: PhaseReport, out: str | os.PathLike[str], *, plots: str | None = None
+    report: PhaseReport,
+    out: str | os.PathLike[str],
+    *,
+    plots: str | None = None,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> list[Path]:
     """Write ``OUT`` (Parquet, one row per checkpoint) and ``OUT.json``; plots when asked.
+
+    The artifact record ``OUT.artifact.json`` (:func:`mechgraph.artifacts.write_info`)
+    holds the config and the content hash of each of ``inputs`` (the sample files read).
+    :func:`mechgraph.load` reads the result back.
 
     Returns
     -------
@@ -158,4 +168,5 @@ def write_phases(
     write_atomic(out, lambda tmp: table.to_parquet(tmp, index=False))
     sidecar = out.with_name(out.name + ".json")
     write_text_atomic(sidecar, doc)
-    return [out, sidecar, *written]
+    write_info(out, "phases", report.result.config, inputs)
+    return [out, sidecar, info_path(out), *written]

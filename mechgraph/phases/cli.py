@@ -218,7 +218,7 @@ def phases_command(
     report = analyze_phases(
         samples, cfg, change=change, exec_metric=exec_metric, plan_metric=plan_metric
     )
-    written = write_phases(report, out, plots=str(plots) if plots else None)
+    written = write_phases(report, out, plots=str(plots) if plots else None, inputs=list(traces))
     t = report.table
     typer.echo(f"{len(samples)} samples, {len(t)} checkpoints ({report.result.info['pairing']})")
     show = [c for c in ("accuracy", "planning_share", "semantic_entropy_rarefied") if c in t]
