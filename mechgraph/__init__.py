@@ -11,7 +11,9 @@ Examples
 >>> store.states(15).shape  # doctest: +SKIP
 """
 
+import sys
 from importlib import import_module
+from types import ModuleType
 
 from mechgraph.align import align_spans, token_mask
 from mechgraph.errors import (
@@ -22,15 +24,19 @@ from mechgraph.errors import (
     StoreError,
     TraceError,
 )
-from mechgraph.extract import ExtractConfig, extract, prepare_trace
-from mechgraph.models import LoadedModel, load_model, load_tokenizer
 from mechgraph.segment import segment_text
-from mechgraph.store import Store, open_store
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
 
-# The analysis stages (scipy, networkx, ...) load on first use, so that `import mechgraph`
-# stays light: `mg.graph_table` imports mechgraph.graphs the first time it is read.
+# Everything heavier than numpy loads on first use, so that `import mechgraph` stays light:
+# extraction, models and the store (torch, transformers, pandas, pyarrow) as well as the
+# analysis stages (scipy, networkx, ...). `mg.graph_table` imports mechgraph.graphs the
+# first time it is read.
 _LAZY = {
+    "mechgraph.extract": ("ExtractConfig", "extract", "prepare_trace"),
+    "mechgraph.models": ("LoadedModel", "load_model", "load_tokenizer"),
+    "mechgraph.store": ("Store", "open_store"),
+    "mechgraph.artifacts": ("load",),
+    "mechgraph.pipeline": ("RunConfig", "run_pipeline"),
     "mechgraph.graphs": (
         "GraphConfig",
         "MetricOptions",
@@ -43,7 +49,6 @@ _LAZY = {
         "trace_graph",
     ),
     "mechgraph.importance": (
-        "change_points",
         "counterfactual_importance",
         "receiver_scores",
         "steer_test",
@@ -104,6 +109,7 @@ __all__ = [
     "PhaseConfig",
     "PlanningSource",
     "RuleTagger",
+    "RunConfig",
     "Step",
     "Store",
     "StoreError",
@@ -126,6 +132,7 @@ __all__ = [
     "hicra_code_advantages",
     "label_table",
     "label_traces",
+    "load",
     "load_grams",
     "load_model",
     "load_run",
@@ -140,6 +147,7 @@ __all__ = [
     "prepare_trace",
     "read_weights",
     "receiver_scores",
+    "run_pipeline",
     "segment_text",
     "segment_traces",
     "steer_test",
@@ -153,10 +161,14 @@ __all__ = [
 ]
 
 
+# Submodules reachable as attributes (`mg.store.Store`) without an explicit import.
+_SUBMODULES = frozenset({*(m.rpartition(".")[2] for m in _LAZY), "hooks", "io"} - {"extract"})
+
+
 def __getattr__(name: str):
     if name in _WHERE:
         value = getattr(import_module(_WHERE[name]), name)
-    elif f"mechgraph.{name}" in _LAZY:
+    elif name in _SUBMODULES:
         value = import_module(f"mechgraph.{name}")
     else:
         raise AttributeError(f"module 'mechgraph' has no attribute {name!r}")
@@ -165,4 +177,24 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted({*globals(), *_WHERE, *__all__})
+
+
+class _Package(ModuleType):
+    """Keeps ``mg.extract`` the function once the submodule ``mechgraph.extract`` is loaded.
+
+    Importing a submodule binds it on its package (``mechgraph.extract = <module>``); with
+    the function loaded lazily, that binding would shadow it.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if (
+            name in _WHERE
+            and isinstance(value, ModuleType)
+            and value.__name__ == f"{__name__}.{name}"
+        ):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

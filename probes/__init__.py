@@ -8,16 +8,26 @@
 * :func:`train_probe` / ``python -m probes.train`` / ``mechgraph probe``: train from a store.
 """
 
-from probes.artifacts import ProbeConfig, load_probe, save_probe
+from importlib import import_module
+
 from probes.estimators import DiffMeansProbe, LinearProbe, RidgeProbe, make_estimator
-from probes.sweep import (
-    CVResult,
-    SweepConfig,
-    SweepResult,
-    cross_validate_probe,
-    grouped_folds,
-    layer_sweep,
-)
+
+# The rest loads on first use, so that `import probes` needs only numpy and scikit-learn:
+# the sweep uses pandas, training a store (torch), and `python -m probes.train` must not
+# find probes.train already imported.
+_LAZY = {
+    "probes.artifacts": ("ProbeConfig", "load_probe", "save_probe"),
+    "probes.sweep": (
+        "CVResult",
+        "SweepConfig",
+        "SweepResult",
+        "cross_validate_probe",
+        "grouped_folds",
+        "layer_sweep",
+    ),
+    "probes.train": ("probe_command", "train_probe"),
+}
+_WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
 __all__ = [
     "CVResult",
@@ -39,9 +49,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # probes.train is imported lazily so that `python -m probes.train` runs cleanly
-    if name in ("probe_command", "train_probe"):
-        from probes import train
+    if name not in _WHERE:
+        raise AttributeError(f"module 'probes' has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name]), name)
+    if name not in ("probe_command", "train_probe"):
+        globals()[name] = value
+    return value
 
-        return getattr(train, name)
-    raise AttributeError(f"module 'probes' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

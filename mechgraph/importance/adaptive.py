@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mechgraph.configs import merge_config
 from mechgraph.errors import ConfigError
 from mechgraph.importance.answers import normalize_answer
 from mechgraph.importance.generation import Embedder, Generator
@@ -120,7 +121,7 @@ def adaptive_importance(
     >>> r.n_total <= 0.2 * 100 * (len(trace.steps) + 1)  # doctest: +SKIP
     True
     """
-    cfg = config or ResamplingConfig(**options)
+    cfg = merge_config(ResamplingConfig, config, **options)
     if metric not in ("kl", "accuracy"):
         raise ConfigError(f"metric must be 'kl' or 'accuracy', not {metric!r}")
     if allocation not in ("rank", "se", "uniform"):

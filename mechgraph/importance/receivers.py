@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy.stats import kurtosis
 
+from mechgraph.configs import merge_config
 from mechgraph.errors import ConfigError
 from mechgraph.importance._common import PreparedTrace, as_prepared, span_matrix
 from mechgraph.models import LoadedModel
@@ -303,7 +304,7 @@ def receiver_scores(
     >>> r = receiver_scores(load_model("default"), trace, top_k=20)  # doctest: +SKIP
     >>> r.scores.shape, r.heads[:2]  # doctest: +SKIP
     """
-    cfg = config or ReceiverConfig(**options)
+    cfg = merge_config(ReceiverConfig, config, **options)
     p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     mats = sentence_attention(lm, p.ids, p.spans, query_chunk=cfg.query_chunk)
     vert = vertical_scores(mats, cfg.proximity_ignore)

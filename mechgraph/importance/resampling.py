@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mechgraph.configs import merge_config
 from mechgraph.errors import ConfigError, TraceError
 from mechgraph.importance.answers import ANSWER_MODES, extract_answer, normalize_answer
 from mechgraph.importance.generation import (
@@ -302,7 +303,7 @@ def counterfactual_importance(
     >>> r = counterfactual_importance(trace, HFGenerator(lm), MiniLMEmbedder(), n_rollouts=10)  # doctest: +SKIP
     >>> r.kl.shape  # doctest: +SKIP
     """
-    cfg = config or ResamplingConfig(**options)
+    cfg = merge_config(ResamplingConfig, config, **options)
     _check(trace)
     correct = correct if correct is not None else trace.answer
     S = len(trace.steps or [])

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mechgraph.configs import merge_config
 from mechgraph.errors import ConfigError
 from mechgraph.importance._common import PreparedTrace, as_prepared
 from mechgraph.models import LoadedModel
@@ -163,7 +164,7 @@ def suppression_matrix_naive(
     --------
     >>> suppression_matrix_naive(lm, trace).matrix.shape  # doctest: +SKIP
     """
-    cfg = config or SuppressionConfig(**options)
+    cfg = merge_config(SuppressionConfig, config, **options)
     p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     hf = lm.hf
     T = p.spans[-1][1]
@@ -247,7 +248,7 @@ def suppression_matrix(
     >>> r = suppression_matrix(load_model("default"), trace, batch_size=4)  # doctest: +SKIP
     >>> r.matrix.shape, r.scores()[:3]  # doctest: +SKIP
     """
-    cfg = config or SuppressionConfig(**options)
+    cfg = merge_config(SuppressionConfig, config, **options)
     p = as_prepared(trace, lm.tokenizer, cfg.max_tokens)
     hf = lm.hf
     head = hf.get_output_embeddings()
