@@ -1,12 +1,17 @@
 """The ``mechgraph`` command.
 
-Every command exits non-zero on error with a one-line message on stderr, and writes its
-output atomically (nothing half-written is left behind).
+Every command writes its output atomically (nothing half-written is left behind), checks
+its output paths before any work (:func:`check_output`: never an input, an extension
+that names the format written, a writable place of the right kind), prints its results
+on stdout and a user error as one ``error: ...`` line on stderr with exit status 1.
+Exit status 2 is typer's own usage errors (unknown option, missing argument).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +48,147 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+# --- output checks (run by every command before any work) -----------------------------
+
+_EXTRAS = {
+    "sentence_transformers": "embed",
+    "matplotlib": "plots",
+    "plotly": "plots",
+    "datasets": "datasets",
+    "trl": "trl",
+    "ripser": "topology",
+    "verl": "verl",
+}
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child != parent and child.is_relative_to(parent)
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(
+    out: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    *,
+    kind: str = "file",
+    suffixes: Sequence[str] = (),
+    option: str = "--out",
+    replaces: bool = False,
+    nested: bool = True,
+) -> Path:
+    """Refuse a bad output path before any work is done (raises :class:`ConfigError`).
+
+    Parameters
+    ----------
+    out : path
+        What the command will write.
+    inputs : paths
+        What the command reads (``None`` entries and paths that do not exist are skipped
+        where they cannot be clobbered).
+    kind : {"file", "folder"}
+        What ``out`` is.
+    suffixes : sequence of str
+        Accepted extensions of a file output (e.g. ``(".parquet", ".jsonl")``).
+    option : str
+        The option named in the messages.
+    replaces : bool
+        A folder output replaced as a whole (its old content is removed).
+    nested : bool
+        Refuse an existing ``out`` inside an input folder (False where ``out`` is only
+        added to, like a store that is resumed).
+
+    Refused: an extension not in ``suffixes``; ``out`` equal to an input (resolved paths,
+    or the same file through a link); an input inside a folder that ``replaces``; an
+    existing ``out`` inside an input folder (it would overwrite part of the input); a
+    folder where a file is expected or the reverse; a parent that is a file or that
+    cannot be written.
+
+    Examples
+    --------
+    >>> check_output("labels.csv", suffixes=(".jsonl",))
+    Traceback (most recent call last):
+    ...
+    mechgraph.errors.ConfigError: --out labels.csv: unknown extension '.csv'; accepted: .jsonl
+    """
+    out = Path(out)
+    if kind == "file" and suffixes and out.suffix.lower() not in suffixes:
+        got = repr(out.suffix) if out.suffix else "none"
+        raise ConfigError(
+            f"{option} {out}: unknown extension {got}; accepted: {', '.join(suffixes)}"
+        )
+    ro = out.resolve()
+    for inp in inputs:
+        if inp is None or str(inp) == "":
+            continue
+        ri = Path(inp).resolve()
+        if _same(ro, ri):
+            raise ConfigError(f"{option} {out} is the input {inp}; write somewhere else")
+        if kind == "folder" and replaces and _inside(ri, ro):
+            raise ConfigError(
+                f"{option} {out} holds the input {inp} and would be replaced; write elsewhere"
+            )
+        if nested and ri.is_dir() and _inside(ro, ri) and ro.exists():
+            raise ConfigError(
+                f"{option} {out} is inside the input folder {inp} and would overwrite it"
+            )
+    if kind == "file" and out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder; give a file name")
+    if kind == "folder" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out} is a file; give a folder")
+    parent = ro.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {out}: {parent} is not a folder")
+    targets = [parent] + ([ro] if kind == "folder" and ro.is_dir() else [])
+    for t in targets:
+        if not os.access(t, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option} {out}: cannot write in {t} (permission denied)")
+    return out
+
+
+def check_outputs(
+    outs: Iterable[tuple[str | os.PathLike[str], str]],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    **kw: object,
+) -> None:
+    """:func:`check_output` of several ``(path, kind)`` outputs against the same inputs."""
+    inputs = list(inputs)
+    for path, kind in outs:
+        check_output(path, inputs, kind=kind, **kw)  # type: ignore[arg-type]
+
+
+def path_of(spec: str | None) -> str | None:
+    """The path in a ``kind:PATH`` option (``sg:PATH``, ``probe:PATH``), else None."""
+    if not spec or ":" not in spec:
+        return None
+    path = spec.partition(":")[2]
+    return path if path and Path(path).exists() else None
+
+
+def error_line(e: BaseException) -> str:
+    """The one-line ``error: ...`` message of an exception the command line reports."""
+    if isinstance(e, ImportError):
+        name = (getattr(e, "name", None) or "").split(".")[0]
+        msg = str(e) or f"cannot import {name}"
+        if name in _EXTRAS:
+            msg += f" (an optional extra: pip install 'mechgraph[{_EXTRAS[name]}]')"
+    elif isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename is not None else ""
+        msg = f"{where}{e.strerror}"
+    else:
+        msg = str(e) or type(e).__name__
+    return "error: " + " ".join(line.strip() for line in msg.splitlines() if line.strip())
+
+
 @app.command()
 def segment(
     input: Annotated[
@@ -58,6 +204,7 @@ def segment(
     """Split each trace's text into steps (exact char spans into `text`)."""
     from mechgraph.traces import load_traces, segment_traces
 
+    check_output(out, [input], suffixes=(".jsonl",))
     traces = segment_traces(load_traces(input), method)
     records = (
         {
@@ -118,6 +265,8 @@ def extract(
     """Pool per-step hidden states at some layers into a store."""
     from mechgraph.extract import extract as run
 
+    model_dir = model if model != "default" and Path(model).exists() else None
+    check_output(out, [input, model_dir], kind="folder", nested=False)
     store = run(
         input,
         out,
@@ -145,6 +294,37 @@ def info(store: Annotated[Path, typer.Argument(help="A store folder.")]) -> None
     typer.echo(open_store(store).summary())
 
 
+@app.command("run")
+def run_command(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="Run config (TOML); default: the embedded model on the sample."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The run folder.")] = Path(
+        "runs/default"
+    ),
+    force: Annotated[
+        str, typer.Option(help="Stages to rerun anyway, comma-separated (or 'all').")
+    ] = "",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would run and why; run nothing.")
+    ] = False,
+) -> None:
+    """The whole pipeline into one run folder; reruns only what changed (see docs)."""
+    from mechgraph.pipeline import STAGES, RunConfig, plan_run, run_pipeline
+
+    cfg = RunConfig.from_toml(config) if config is not None else RunConfig()
+    forced = list(STAGES) if force.strip() == "all" else list(_words(force))
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; the run folder must be a folder")
+    if dry_run:
+        for stage, what in plan_run(cfg, out, forced):
+            typer.echo(f"{stage:<11} {what}")
+        return
+    run_pipeline(cfg, out, force=forced, echo=typer.echo)
+    typer.echo(f"-> {out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the outputs.")] = Path(
@@ -157,6 +337,7 @@ def demo(
 
     import mechgraph as mg
 
+    check_output(out, kind="folder", nested=False)
     src = sample_path()
     typer.echo(f"sample traces: {src}")
     traces = mg.segment_traces(mg.load_traces(src), "sentences")
@@ -210,11 +391,16 @@ _register()
 
 
 def main() -> None:
-    """Entry point: run the app, turning mechgraph errors into a message and exit 1."""
+    """Entry point: run the app; a user error is one ``error: ...`` line on stderr, exit 1.
+
+    User errors are mechgraph errors, file-system errors (permission denied, a folder
+    where a file is expected, a missing file...) and a missing optional dependency.
+    Exit 2 is left to typer's own usage errors (unknown option, missing argument).
+    """
     try:
         app()
-    except MechgraphError as e:
-        typer.echo(f"error: {e}", err=True)
+    except (MechgraphError, OSError, ImportError) as e:
+        typer.echo(error_line(e), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

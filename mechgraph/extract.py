@@ -20,6 +20,7 @@ approximation, recorded in the store's config). Pools combine exactly across win
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -36,7 +37,15 @@ from mechgraph.align import align_spans, empty_spans, tokenize_with_offsets
 from mechgraph.errors import AlignmentError, ConfigError, ExtractionError, TraceError
 from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, PoolAccumulator, hook_name, make_backend
 from mechgraph.models import LoadedModel, load_model
-from mechgraph.store import MANIFEST, Store, StoreWriter, open_store, state_key
+from mechgraph.store import (
+    MANIFEST,
+    Store,
+    StoreLock,
+    StoreWriter,
+    check_store_target,
+    open_store,
+    state_key,
+)
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
 
 __all__ = ["ExtractConfig", "extract", "prepare_trace"]
@@ -58,8 +67,10 @@ class ExtractConfig:
     pools : tuple of str
         mean, first, last, max over each step's tokens.
     segmenter : str
-        sentences, lines, paragraphs, regex:PATTERN, given, or auto (given when every
-        trace carries steps, else sentences).
+        sentences, lines, paragraphs, regex:PATTERN, given, or auto: each trace that
+        carries steps keeps them (and their labels), the others are split into sentences.
+        The manifest records ``segmenter`` as ``given`` (every trace had steps),
+        ``sentences`` (none had) or ``auto`` (a mix), and ``segmentation`` the counts.
     backend : {"native", "bridge"}
     batch_tokens : int
         Budget of padded tokens per forward batch.
@@ -231,10 +242,22 @@ def _resolve_layers(layers: Sequence[int], n_layers: int) -> list[int]:
     return sorted(set(out))
 
 
-def _segment(traces: list[Trace], method: str) -> tuple[list[Trace], str]:
-    if method == "auto":
-        method = "given" if all(t.steps for t in traces) else "sentences"
-    return segment_traces(traces, method), method
+def _segment(traces: list[Trace], method: str) -> tuple[list[Trace], str, dict[str, Any]]:
+    """Segmented copies of the traces (the caller's are left alone), the segmenter name to
+    record, and what happened (counts of traces that kept their steps / were segmented).
+    """
+    if method != "auto":
+        out = segment_traces([copy.copy(t) for t in traces], method)
+        given = len(out) if method == "given" else 0
+        info = {"method": method, "given": given, "segmented": len(out) - given}
+        return out, method, info
+    todo = [copy.copy(t) for t in traces if not t.steps]
+    done = iter(segment_traces(todo, "sentences"))
+    out = [t if t.steps else next(done) for t in traces]
+    n_given = len(out) - len(todo)
+    name = "sentences" if not n_given else "given" if not todo else "auto"
+    info = {"method": "auto", "given": n_given, "segmented": len(todo), "fallback": "sentences"}
+    return out, name, info
 
 
 def extract(
@@ -268,6 +291,15 @@ def extract(
     -------
     Store
 
+    Raises
+    ------
+    StoreError
+        Before the model loads: ``out`` is a file, is not writable, is a folder that is
+        not a store, or another process is writing it (the message names the holder).
+    ConfigError
+        Before weights load: a model path that does not exist (nor is a cached hub id),
+        a device this build or machine lacks.
+
     Examples
     --------
     >>> store = extract("traces.jsonl", "runs/s", layers=(3, 15))  # doctest: +SKIP
@@ -283,10 +315,40 @@ def extract(
         if t.id in seen:
             raise TraceError(f"duplicate trace id {t.id!r}")
         seen.add(t.id)
+    out = Path(out)
+    # OS-level problems and a concurrent writer are refused here, before weights load
+    check_store_target(out)
+    lock = StoreLock(out)
+    fresh = not (out / MANIFEST).exists()
+    writer: StoreWriter | None = None
+    bar = None
+    try:
+        writer, todo, lm, hooks, backend = _open_run(
+            trace_list, out, lock, model, cfg, dtype, device
+        )
+        bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
+        for c in range(0, len(todo), cfg.shard_traces):
+            chunk = todo[c : c + cfg.shard_traces]
+            results = _run_chunk(chunk, backend, lm, hooks, cfg, lm.tokenizer, bar)
+            _write_chunk(writer, chunk, results, hooks, cfg)
+    except BaseException:
+        if fresh and (writer is None or not writer.committed()):  # leave no empty store
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+        if bar is not None:
+            bar.close()
+    return open_store(out)
+
+
+def _open_run(trace_list, out: Path, lock: StoreLock, model, cfg: ExtractConfig, dtype, device):
+    """Load the model, segment and check every trace, open the writer: all before any
+    forward pass. Returns (writer, traces to run, model, hooks, backend)."""
     lm = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtype, device=device)
     layers = _resolve_layers(cfg.layers, lm.n_layers)
     hooks = [hook_name(layer, k) for layer in layers for k in cfg.hooks]
-    trace_list, seg_name = _segment(trace_list, cfg.segmenter)
+    trace_list, seg_name, seg_info = _segment(trace_list, cfg.segmenter)
     tok = lm.tokenizer
     manifest = {
         "mechgraph_version": _version(),
@@ -301,6 +363,7 @@ def extract(
         "layers": layers,
         "pools": list(cfg.pools),
         "segmenter": seg_name,
+        "segmentation": seg_info,
         "tokenizer": _tok_id(tok, lm),
         "window": cfg.window if cfg.window == "error" else f"sliding:{cfg.window_overlap}",
         "on_empty_step": cfg.on_empty_step,
@@ -319,8 +382,7 @@ def extract(
         p.pieces = _pieces(len(ids), lm.n_ctx, cfg, has_bos, t.id)
         preps.append(p)
     backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
-    fresh = not (Path(out) / MANIFEST).exists()
-    writer = StoreWriter(out, manifest)
+    writer = StoreWriter(out, manifest, lock=lock)
     done = writer.committed()
     todo = []
     for p in preps:
@@ -332,20 +394,7 @@ def extract(
                 )
             continue
         todo.append(p)
-    bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
-    try:
-        for c in range(0, len(todo), cfg.shard_traces):
-            chunk = todo[c : c + cfg.shard_traces]
-            results = _run_chunk(chunk, backend, lm, hooks, cfg, tok, bar)
-            _write_chunk(writer, chunk, results, hooks, cfg)
-    except BaseException:
-        if fresh and not writer.committed():  # leave no empty store behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    return open_store(out)
+    return writer, todo, lm, hooks, backend
 
 
 def _tok_id(tok: Any, lm: LoadedModel) -> str:

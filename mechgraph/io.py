@@ -108,7 +108,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; swap it onto ``path`` if the block succeeds.
 
     An existing folder at ``path`` is replaced: it is moved aside, the new one moved in,
-    then the old one removed (restored if the move in fails). Readers see the old folder
+    then the old one removed (restored if the move in fails). The folder gets the usual
+    mode (``0o777`` less the umask). Readers see the old folder
     or the new one, never a mix; on an error the temporary folder is removed.
 
     Examples
@@ -125,6 +126,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700: give the usual mode
         if not path.exists():
             os.replace(tmp, path)
             return

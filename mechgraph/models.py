@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mechgraph import io as _io
 from mechgraph.errors import ConfigError
 
 __all__ = ["DEFAULT_MODEL_ID", "LoadedModel", "default_model_path", "load_model", "load_tokenizer"]
@@ -75,6 +76,7 @@ def default_model_path() -> Path:
         _drop_quantizer(model)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        os.chmod(tmp, 0o777 & ~_io._UMASK)  # mkdtemp makes it 0o700: share the cache
         try:
             os.rename(tmp, target)
         except OSError:  # another process converted it first
@@ -93,7 +95,7 @@ def _drop_quantizer(model: Any) -> None:
         del model.config.quantization_config
 
 
-def resolve_model(name: str | os.PathLike[str]) -> tuple[str, str]:
+def resolve_model(name: str | os.PathLike[str], what: str = "model") -> tuple[str, str]:
     """(model id to record, path or hub id to load) for a model name.
 
     ``"default"`` and the default's recorded id (what a store of it records) both mean
@@ -102,7 +104,53 @@ def resolve_model(name: str | os.PathLike[str]) -> tuple[str, str]:
     name = str(name)
     if name in ("default", DEFAULT_MODEL_ID):
         return DEFAULT_MODEL_ID, str(default_model_path())
+    _check_local(name, what)
     return name, name
+
+
+def _check_local(name: str, what: str = "model") -> None:
+    """Refuse, in one line, a name that is neither an existing path nor a cached hub id."""
+    if Path(name).expanduser().exists():
+        return
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(name, local_files_only=True)
+    except (OSError, ValueError):  # not cached / not a valid hub id (a path, say)
+        raise ConfigError(
+            f"{what} {name!r}: no such folder, and not a hub id in the local HF cache "
+            "(mechgraph loads offline: give an HF folder, a cached hub id or 'default')"
+        ) from None
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device``; a ConfigError when this build or machine lacks it.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"device {device!r}: {_one_line(e)}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU found"
+            raise ConfigError(f"device {str(device)!r}: CUDA is not available ({why}); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {str(device)!r}: MPS is not available; use cpu")
+    return dev
 
 
 def load_tokenizer(name: str | os.PathLike[str] = "default") -> Any:
@@ -116,8 +164,11 @@ def load_tokenizer(name: str | os.PathLike[str] = "default") -> Any:
     """
     from transformers import AutoTokenizer
 
-    _, path = resolve_model(name)
-    return AutoTokenizer.from_pretrained(path)
+    _, path = resolve_model(name, "tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load the tokenizer of {str(name)!r}: {_one_line(e)}") from None
 
 
 @dataclass
@@ -212,6 +263,7 @@ def load_model(
 
     if dtype not in _DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
+    check_device(device)  # before any weight is read
     model_id, path = resolve_model(name)
     kwargs: dict[str, Any] = {"dtype": _DTYPES[dtype]}
     if attn_implementation:
@@ -219,8 +271,8 @@ def load_model(
     try:
         tok = AutoTokenizer.from_pretrained(path)
         hf = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as e:
-        raise ConfigError(f"cannot load model {name!r} offline: {e}") from e
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot load model {str(name)!r} offline: {_one_line(e)}") from None
     if getattr(hf, "hf_quantizer", None) is not None:
         _drop_quantizer(hf)
     hf.to(device).eval()

@@ -7,15 +7,19 @@ An artifact is a folder::
                            features come from (model id + fingerprint, layer, hook, pool,
                            segmenter), plus the sweep that chose the layer
       weights.safetensors  the fitted arrays (coef_, intercept_, mean_, ... or vectors_)
+      sweep.csv            (from probes.train) the layer sweep, one row per layer
+      sweep.json           (from probes.train) the same sweep with its settings
 
 No pickle: loading an artifact never runs code from it. The folder is written under a
-temporary name and renamed into place.
+temporary name and renamed into place, every file in it; files and folder get the usual
+permissions (``0o666`` / ``0o777`` less the umask), so teammates can read a probe.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
-from mechgraph.io import atomic_dir, jsonable
+from mechgraph.io import atomic_dir, atomic_path, jsonable, write_atomic, write_text_atomic
 from probes.estimators import ESTIMATORS, estimator_class
 
 __all__ = ["FORMAT", "ProbeConfig", "load_probe", "save_probe"]
@@ -32,6 +36,9 @@ FORMAT = "mechgraph.probe/1"
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 TARGETS = ("planning", "tag", "importance")
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -158,8 +165,17 @@ class ProbeConfig:
         return max(self.classes)
 
 
-def save_probe(estimator: Any, config: ProbeConfig, path: str | os.PathLike[str]) -> Path:
+def save_probe(
+    estimator: Any,
+    config: ProbeConfig,
+    path: str | os.PathLike[str],
+    *,
+    extra: Mapping[str, Callable[[Path], Any]] | None = None,
+) -> Path:
     """Write a fitted probe and its config to the folder ``path`` (replaced if present).
+
+    ``extra`` maps more file names to writers (``write(tmp_path)``), called inside the
+    same atomic commit: the folder appears with all its files, or not at all.
 
     Examples
     --------
@@ -183,9 +199,16 @@ def save_probe(estimator: Any, config: ProbeConfig, path: str | os.PathLike[str]
         )
     tensors = {k: np.ascontiguousarray(np.atleast_1d(v)) for k, v in estimator.tensors().items()}
     path = Path(path)
+    names = set(extra or ())
+    if names & {CONFIG, WEIGHTS} or any(Path(n).name != n or n.startswith(".") for n in names):
+        raise ConfigError(f"extra files must be plain names other than {CONFIG}, {WEIGHTS}")
     with atomic_dir(path) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        (tmp / CONFIG).write_text(json.dumps(jsonable(asdict(config)), indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0o700
+        with atomic_path(tmp / WEIGHTS) as w:
+            save_file(tensors, str(w), metadata={"format": FORMAT})
+        write_text_atomic(tmp / CONFIG, json.dumps(jsonable(asdict(config)), indent=1))
+        for name, write in (extra or {}).items():
+            write_atomic(tmp / name, write)
     return path
 
 

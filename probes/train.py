@@ -29,6 +29,7 @@ import pandas as pd
 import typer
 
 from mechgraph.errors import ConfigError, MechgraphError, TraceError
+from mechgraph.io import jsonable
 from mechgraph.labels.tagger import PLANNING_TAGS
 from probes.artifacts import ProbeConfig, save_probe
 from probes.estimators import make_estimator
@@ -180,7 +181,9 @@ def train_probe(
     pool, hook : str
         Which states of the store to read.
     out : path, optional
-        Artifact folder for the best layer's probe (with ``sweep.json`` / ``sweep.csv``).
+        Artifact folder for the best layer's probe, with ``sweep.json`` and ``sweep.csv``
+        (all in one atomic commit). Refused before any work where it is, holds or sits in
+        the store or the label file.
 
     Returns
     -------
@@ -191,6 +194,11 @@ def train_probe(
     >>> res = train_probe("runs/ta", "planning", layers="0-29:4", out="probes/planning")  # doctest: +SKIP
     >>> print(res.format())  # doctest: +SKIP
     """
+    if out is not None:
+        from mechgraph.cli import check_output
+
+        where = store if isinstance(store, str | os.PathLike) else getattr(store, "path", None)
+        check_output(out, [where, labels], kind="folder", replaces=True)
     if isinstance(store, str | os.PathLike):
         from mechgraph.store import open_store
 
@@ -237,8 +245,16 @@ def train_probe(
                 "n_traces": len(np.unique(groups)),
             },
         )
-        path = save_probe(est, pcfg, out)
-        res.table.to_csv(path / "sweep.csv", index=False)
+        sweep = json.dumps(jsonable(res.to_dict()), indent=1)
+        save_probe(
+            est,
+            pcfg,
+            out,
+            extra={
+                "sweep.csv": lambda p: res.table.to_csv(p, index=False),
+                "sweep.json": lambda p: p.write_text(sweep + "\n", encoding="utf-8"),
+            },
+        )
     return res
 
 
@@ -277,16 +293,18 @@ def probe_command(
             hook=hook,
             out=out,
         )
-    except (MechgraphError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    except (MechgraphError, ValueError, OSError) as e:
+        from mechgraph.cli import error_line
+
+        typer.echo(error_line(e), err=True)
+        raise typer.Exit(1) from None
     typer.echo(res.format())
     if out is not None:
         typer.echo(f"saved the layer-{res.best_layer} probe to {out}")
 
 
 def main() -> None:
-    """Entry point of ``python -m probes.train``."""
+    """Entry point of ``python -m probes.train`` (user errors: one line, exit 1)."""
     typer.run(probe_command)
 
 

@@ -145,3 +145,18 @@ def test_foreign_missing_and_corrupt_artifacts_name_the_file(tmp_path):
     assert issubclass(ArtifactError, StoreError)
     with pytest.raises(ArtifactError, match="unknown artifact kind"):
         write_info(bad, "magic")
+
+
+def test_atomic_dir_folders_are_readable_by_the_group(tmp_path):
+    import os
+    import stat
+
+    from mechgraph.io import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "a") as tmp:
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755

@@ -103,9 +103,9 @@ def test_typer_command(tmp_path):
     r = CliRunner().invoke(
         app, ["label", str(inp), "--method", "nope", "--out", str(tmp_path / "o.jsonl")]
     )
-    assert r.exit_code == 2 and "unknown labelling method" in r.output
+    assert r.exit_code == 1 and "unknown labelling method" in r.output
     r = CliRunner().invoke(app, ["label", str(tmp_path / "missing.jsonl")])
-    assert r.exit_code == 2 and "no such file" in r.output
+    assert r.exit_code == 1 and "no such file" in r.output
 
 
 def test_label_table_lines_up_with_step_rows():

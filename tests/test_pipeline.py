@@ -138,3 +138,22 @@ def test_run_config_errors(tmp_path):
     assert RunConfig.from_toml(p).graph == {"k": 5, "n_null": 20}
     with pytest.raises(ConfigError, match="no such file"):
         plan_run(RunConfig(traces=str(tmp_path / "missing.jsonl")), tmp_path / "r")
+
+
+def test_run_command_dry_run_and_errors(cfg, tmp_path):
+    from typer.testing import CliRunner
+
+    from mechgraph.cli import app
+
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        f'model = "{cfg.model}"\nlayers = [0, 2]\n[extract]\nwindow = "sliding"\n'
+        '[importance]\nenabled = false\n'
+    )
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", str(toml), "--out", str(out), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "extract     run: no output yet" in r.output and "importance  skip: disabled" in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(app, ["run", str(toml), "--out", str(out), "--force", "nope"])
+    assert r.exit_code != 0 and "unknown stages" in str(r.exception)

@@ -172,7 +172,7 @@ def test_probe_command_prints_table(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "auroc" in r.output and "saved the layer-4 probe" in r.output
     r = CliRunner().invoke(app, ["probe", str(tmp_path), "--layers", "9"])
-    assert r.exit_code == 2 and "not in the store" in r.output
+    assert r.exit_code == 1 and "not in the store" in r.output
     assert pt.DEFAULT_IMPORTANCE == "counterfactual_importance_kl"
 
 

@@ -195,9 +195,10 @@ def test_weights_command_on_thought_anchors(ta_dir, tmp_path):
 def test_weights_command_errors(tmp_path):
     (tmp_path / "t.jsonl").write_text(json.dumps({"id": "a", "text": "Let me try. 1 + 1 = 2."}))
     res = CliRunner().invoke(
-        _app(), ["weights", str(tmp_path / "t.jsonl"), "-p", "llm", "--out", str(tmp_path / "o")]
+        _app(),
+        ["weights", str(tmp_path / "t.jsonl"), "-p", "llm", "--out", str(tmp_path / "o.parquet")],
     )
-    assert res.exit_code == 2 and "unknown planning source" in res.output
+    assert res.exit_code == 1 and "unknown planning source" in res.output
     res = CliRunner().invoke(
         _app(),
         [
@@ -206,8 +207,8 @@ def test_weights_command_errors(tmp_path):
             "--importance",
             "step:x",
             "--out",
-            str(tmp_path / "o"),
+            str(tmp_path / "o.parquet"),
         ],
     )
-    assert res.exit_code == 2 and "no steps" in res.output
-    assert not (tmp_path / "o").exists()
+    assert res.exit_code == 1 and "no steps" in res.output
+    assert not (tmp_path / "o.parquet").exists()

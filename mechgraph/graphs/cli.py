@@ -188,8 +188,16 @@ def graph_command(
     for s in stores:
         if not Path(s).exists():
             raise ConfigError(f"store {s} does not exist")
-    if out.suffix.lower() != ".parquet":
-        raise ConfigError(f"--out must end in .parquet, got {out}")
+    from mechgraph.cli import check_output
+
+    inputs = [*stores, nodes]
+    check_output(out, inputs, suffixes=(".parquet",))
+    check_output(out.with_name(out.name + ".json"), inputs, option="--out's sidecar")
+    if nodes is None:
+        ns_out = save_nodes or out.with_name(out.stem + ".nodespace")
+        check_output(ns_out, inputs, kind="folder", replaces=True, option="--save-nodes")
+    if plots is not None:
+        check_output(plots, inputs, kind="folder", nested=False, option="--plots")
     cfg = GraphConfig(
         layer=layer,
         pool=pool,

@@ -129,13 +129,15 @@ def importance_command(
     """Per-sentence importance: receiver heads, attention suppression or resampling."""
     from safetensors.numpy import save_file
 
+    from mechgraph.cli import check_output
     from mechgraph.models import load_model
     from mechgraph.traces import load_traces, segment_traces
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if out.suffix not in (".parquet", ".jsonl"):
-        raise ConfigError(f"--out must end in .parquet or .jsonl, got {out.name!r}")
+    model_dir = model if model != "default" and Path(model).exists() else None
+    check_output(out, [input, model_dir], suffixes=(".parquet", ".jsonl"))
+    check_output(matrices_path(out), [input, model_dir], option="--out's matrices")
     traces = load_traces(input)
     if not all(t.steps for t in traces):
         traces = segment_traces(traces, segmenter)
@@ -153,7 +155,7 @@ def importance_command(
         answer=answer,
         seed=seed,
     )
-    if out.suffix == ".parquet":
+    if out.suffix.lower() == ".parquet":
         write_atomic(out, lambda p: table.to_parquet(p, index=False))
     else:
         write_atomic(

@@ -34,6 +34,12 @@ def run_label(
     Path
         ``out``.
 
+    Raises
+    ------
+    ConfigError
+        Before any work, where ``out`` is an input, does not end in ``.jsonl``, is a
+        folder, or cannot be written.
+
     Examples
     --------
     >>> import json, tempfile, pathlib
@@ -43,8 +49,10 @@ def run_label(
     >>> [s["planning"] for s in json.loads(p.read_text())["steps"]]
     [True, False]
     """
+    from mechgraph.cli import check_output, path_of
     from mechgraph.labels.methods import get_labeller, label_records
 
+    check_output(out, [input, grams, path_of(method)], suffixes=(".jsonl",))
     traces = load_traces(input)
     todo = [t for t in traces if not t.steps]
     if todo:
@@ -76,7 +84,9 @@ def label_command(
     try:
         path = run_label(input, method, out, grams=grams, segmenter=segmenter, device=device)
     except MechgraphError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        from mechgraph.cli import error_line
+
+        typer.echo(error_line(e), err=True)
+        raise typer.Exit(1) from None
     n = sum(1 for _ in path.open(encoding="utf-8"))
-    typer.echo(f"labelled {n} traces with {method} -> {path}", err=True)
+    typer.echo(f"labelled {n} traces with {method} -> {path}")

@@ -36,11 +36,12 @@ def run_weights(
     input : path
         Traces (JSONL, a Thought Anchors folder, or a folder of them).
     out : path
-        ``.parquet`` (default), ``.jsonl`` or ``.safetensors``.
+        ``.parquet``, ``.jsonl`` or ``.safetensors`` (the format; any other extension is
+        refused before any work, as is an ``out`` that is one of the inputs).
     planning, importance, tokenizer, model, normalize, segmenter
         See :class:`~mechgraph.weights.build.WeightsConfig`.
     format : str, optional
-        Overrides the suffix.
+        The format; it must agree with the extension of ``out``.
     device : str, optional
         For ``probe:PATH``.
 
@@ -55,11 +56,17 @@ def run_weights(
     >>> _ = (d / "t.jsonl").write_text(json.dumps({"id": "a", "text": "But wait, 1 + 1 = 2."}))
     >>> p = run_weights(d / "t.jsonl", d / "w.parquet", tokenizer="default")  # doctest: +SKIP
     """
+    from mechgraph.cli import check_outputs, path_of
     from mechgraph.models import load_tokenizer
     from mechgraph.traces import load_traces, segment_traces
     from mechgraph.weights.build import WeightsConfig, token_weights
-    from mechgraph.weights.export import write_weights
+    from mechgraph.weights.export import config_path, weights_format, write_weights
     from mechgraph.weights.sources import PlanningSource
+
+    out = Path(out)
+    weights_format(out, format)  # the extension matches the format, before any work
+    folders = [x for x in (tokenizer, model) if x and x != "default" and Path(x).exists()]
+    check_outputs([(out, "file"), (config_path(out), "file")], [input, path_of(planning), *folders])
 
     cfg = WeightsConfig(
         planning=planning,
@@ -87,7 +94,7 @@ def weights_command(
     ],
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Output: .parquet (default), .jsonl or .safetensors."),
+        typer.Option("--out", "-o", help="Output: .parquet, .jsonl or .safetensors (the format)."),
     ] = Path("weights.parquet"),
     planning: Annotated[
         str, typer.Option("--planning", "-p", help="rules | sg | sg:PATH | probe:PATH | none")
@@ -112,7 +119,7 @@ def weights_command(
         str, typer.Option(help="Sentence splitter for rules / probes (traces without steps).")
     ] = "sentences",
     format: Annotated[
-        str | None, typer.Option(help="parquet | jsonl | safetensors (default: from --out).")
+        str | None, typer.Option(help="parquet | jsonl | safetensors (must match --out).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Device for probe:PATH.")] = None,
 ) -> None:
@@ -136,6 +143,8 @@ def weights_command(
             device=device,
         )
     except MechgraphError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"wrote weights ({planning}) -> {path}", err=True)
+        from mechgraph.cli import error_line
+
+        typer.echo(error_line(e), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote weights ({planning}) -> {path}")

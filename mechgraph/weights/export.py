@@ -58,10 +58,13 @@ from mechgraph.weights.tokens import TokenWeights
 
 __all__ = [
     "FORMATS",
+    "SUFFIXES",
+    "config_path",
     "pad_batch",
     "read_batch",
     "read_config",
     "read_weights",
+    "weights_format",
     "write_weights",
 ]
 
@@ -70,7 +73,43 @@ _META_KEY = b"mechgraph.weights"
 _FIELDS = ("prompt", "answer", "correct", "model", "checkpoint")
 
 
+SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".safetensors": "safetensors"}
+
+
+def weights_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
+    """The format :func:`write_weights` writes to ``path``: the one its extension names.
+
+    Raises
+    ------
+    ConfigError
+        An extension other than ``.parquet``, ``.jsonl``, ``.safetensors``, an unknown
+        ``fmt``, or a ``fmt`` that disagrees with the extension.
+
+    Examples
+    --------
+    >>> weights_format("w.jsonl")
+    'jsonl'
+    >>> weights_format("w.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mechgraph.errors.ConfigError: w.csv: unknown extension '.csv' for weights; accepted: .parquet, ...
+    """
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    suf = path.suffix.lower()
+    if suf not in SUFFIXES:
+        got = repr(path.suffix) if path.suffix else "none"
+        raise ConfigError(
+            f"{path}: unknown extension {got} for weights; accepted: {', '.join(SUFFIXES)}"
+        )
+    if fmt is not None and SUFFIXES[suf] != fmt:
+        raise ConfigError(f"{path}: format {fmt!r} but the extension says {SUFFIXES[suf]!r}")
+    return SUFFIXES[suf]
+
+
 def _format_of(path: Path, fmt: str | None) -> str:
+    """The format of a weights file being read (lenient: ``.json`` is JSONL, else Parquet)."""
     if fmt is not None:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; choose from {FORMATS}")
@@ -79,7 +118,9 @@ def _format_of(path: Path, fmt: str | None) -> str:
     return {"jsonl": "jsonl", "json": "jsonl", "safetensors": "safetensors"}.get(suf, "parquet")
 
 
-def _config_path(path: Path) -> Path:
+def config_path(path: str | os.PathLike[str]) -> Path:
+    """Where the config of the weights file ``path`` is written: ``FILE.config.json``."""
+    path = Path(path)
     return path.with_name(path.name + ".config.json")
 
 
@@ -203,12 +244,13 @@ def write_weights(
     Parameters
     ----------
     path : path
-        Output file; the format follows the suffix (``.jsonl``, ``.safetensors``, else
-        Parquet) unless ``format`` is given.
+        Output file ending in ``.parquet``, ``.jsonl`` or ``.safetensors``: the extension
+        is the format (any other is refused; see :func:`weights_format`).
     rows : sequence of TokenWeights
     config : WeightsConfig, optional
         Stored with the file and beside it (``FILE.config.json``).
     format : {"parquet", "jsonl", "safetensors"}, optional
+        Must agree with the extension.
     pad_id : int
         safetensors only: id on padding.
 
@@ -225,7 +267,7 @@ def write_weights(
     [True, False]
     """
     path = Path(path)
-    fmt = _format_of(path, format)
+    fmt = weights_format(path, format)
     cfg = config or WeightsConfig()
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
@@ -250,7 +292,7 @@ def write_weights(
         }
         with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
-    write_text_atomic(_config_path(path), json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
+    write_text_atomic(config_path(path), json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
     return path
 
 
@@ -304,7 +346,7 @@ def read_weights(path: str | os.PathLike[str]) -> list[TokenWeights]:
 def read_config(path: str | os.PathLike[str]) -> WeightsConfig:
     """The :class:`WeightsConfig` a weights file was written with."""
     path = Path(path)
-    side = _config_path(path)
+    side = config_path(path)
     if side.is_file():
         return WeightsConfig.from_json(side.read_text(encoding="utf-8"))
     if _format_of(path, None) == "parquet":
