@@ -54,10 +54,6 @@ __all__ = ["STAGES", "RunConfig", "plan_run", "run_pipeline"]
 STAGES = ("extract", "label", "probe", "graph", "importance", "weights", "phases")
 
 
-def _section(**defaults: Any):
-    return field(default_factory=lambda: dict(defaults))
-
-
 @dataclass
 class RunConfig:
     """The pipeline's config (one TOML file; ``RunConfig.from_toml``).
@@ -84,13 +80,17 @@ class RunConfig:
     layers: list[int] = field(default_factory=lambda: [3, 15, 27])
     pools: list[str] = field(default_factory=lambda: ["mean", "last"])
     segmenter: str = "sentences"
-    extract: dict[str, Any] = _section()
-    label: dict[str, Any] = _section(method="rules")
-    probe: dict[str, Any] = _section(target="planning", estimator="logistic", n_splits=3)
-    graph: dict[str, Any] = _section(k=12, n_null=20)
-    importance: dict[str, Any] = _section(methods=["receivers", "suppression"], max_tokens=256)
-    weights: dict[str, Any] = _section(planning="rules")
-    phases: dict[str, Any] = _section(topology=False, n_boot=200)
+    extract: dict[str, Any] = field(default_factory=dict)
+    label: dict[str, Any] = field(default_factory=lambda: {"method": "rules"})
+    probe: dict[str, Any] = field(
+        default_factory=lambda: {"target": "planning", "estimator": "logistic", "n_splits": 3}
+    )
+    graph: dict[str, Any] = field(default_factory=lambda: {"k": 12, "n_null": 20})
+    importance: dict[str, Any] = field(
+        default_factory=lambda: {"methods": ["receivers", "suppression"], "max_tokens": 256}
+    )
+    weights: dict[str, Any] = field(default_factory=lambda: {"planning": "rules"})
+    phases: dict[str, Any] = field(default_factory=lambda: {"topology": False, "n_boot": 200})
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> RunConfig:

@@ -148,7 +148,7 @@ def test_run_command_dry_run_and_errors(cfg, tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text(
         f'model = "{cfg.model}"\nlayers = [0, 2]\n[extract]\nwindow = "sliding"\n'
-        '[importance]\nenabled = false\n'
+        "[importance]\nenabled = false\n"
     )
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["run", str(toml), "--out", str(out), "--dry-run"])
