@@ -157,3 +157,23 @@ def test_run_command_dry_run_and_errors(cfg, tmp_path):
     assert not out.exists()
     r = CliRunner().invoke(app, ["run", str(toml), "--out", str(out), "--force", "nope"])
     assert r.exit_code != 0 and "unknown stages" in str(r.exception)
+
+
+@pytest.mark.model
+def test_mechgraph_run_on_the_default_model(tmp_path):
+    """The README's main job: the default model on the bundled sample, then nothing to redo."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mechgraph.cli", "run", "--out", str(out)]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("ran in") == 6 and "phases      skip" in p.stdout
+    for name in OUTPUTS:
+        assert read_info(out / name) is not None
+    graph = load(out / "graph.parquet")
+    assert len(graph.table) == 6 and "n_cycles_z_shuffle" in graph.table
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and again.stdout.count("up to date") == 6

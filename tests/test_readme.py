@@ -10,4 +10,4 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     blocks = [b.split("```", 1)[0].strip() for b in readme.split("```bash\n")[1:]]
     assert ci in blocks, "the README's test command and .ci/run differ"
-    assert any(b.endswith("mechgraph demo") for b in blocks)
+    assert any(b.endswith("mechgraph run") for b in blocks)
