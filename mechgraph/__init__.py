@@ -1,7 +1,26 @@
 """mechgraph: mechanistic analysis of LLM reasoning traces.
 
 Traces -> steps -> per-step hidden states in an on-disk store -> labels, probes,
-importance, reasoning graphs and per-token weights for RL trainers.
+importance, reasoning graphs, phases across RL checkpoints and per-token weights for RL
+trainers. The namespace holds each stage's verbs and types (``__all__``):
+
+* traces and states: :func:`load_traces`, :func:`segment_traces`, :class:`Trace`,
+  :class:`Step`, :func:`load_model`, :func:`load_tokenizer`, :func:`extract`,
+  :class:`ExtractConfig`, :func:`open_store`, :class:`Store`;
+* labels: :func:`label_traces`, :func:`label_table`, :func:`load_grams`,
+  :func:`mine_strategic_grams`, :func:`planning_token_mask`;
+* importance: :func:`receiver_scores`, :func:`suppression_matrix`,
+  :func:`counterfactual_importance`, :func:`steer_test`;
+* graphs: :func:`analyze_corpus`, :func:`graph_table`, :func:`topology_metrics`,
+  :class:`GraphConfig`, :class:`NodeSpace`;
+* weights: :func:`token_weights`, :func:`write_weights`, :func:`read_weights`,
+  :func:`hicra_advantages`, :class:`WeightsConfig`, :class:`TokenWeights`;
+* phases: :func:`load_run`, :func:`phase_table`, :func:`analyze_phases`,
+  :func:`change_points`, :class:`PhaseConfig`;
+* the pipeline: :func:`run_pipeline`, :class:`RunConfig`, :func:`load` (any artifact);
+* errors: :class:`MechgraphError` (the others in :mod:`mechgraph.errors`).
+
+Everything heavier than numpy loads on first use.
 
 Examples
 --------
@@ -15,16 +34,7 @@ import sys
 from importlib import import_module
 from types import ModuleType
 
-from mechgraph.align import align_spans, token_mask
-from mechgraph.errors import (
-    AlignmentError,
-    ConfigError,
-    ExtractionError,
-    MechgraphError,
-    StoreError,
-    TraceError,
-)
-from mechgraph.segment import segment_text
+from mechgraph.errors import MechgraphError
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
 
 # Everything heavier than numpy loads on first use, so that `import mechgraph` stays light:
@@ -32,6 +42,16 @@ from mechgraph.traces import Step, Trace, load_traces, segment_traces
 # analysis stages (scipy, networkx, ...). `mg.graph_table` imports mechgraph.graphs the
 # first time it is read.
 _LAZY = {
+    "mechgraph.align": ("align_spans", "token_mask"),
+    "mechgraph.errors": (
+        "AlignmentError",
+        "ArtifactError",
+        "ConfigError",
+        "ExtractionError",
+        "StoreError",
+        "TraceError",
+    ),
+    "mechgraph.segment": ("segment_text",),
     "mechgraph.extract": ("ExtractConfig", "extract", "prepare_trace"),
     "mechgraph.models": ("LoadedModel", "load_model", "load_tokenizer"),
     "mechgraph.store": ("Store", "open_store"),
@@ -92,44 +112,29 @@ _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
 __version__ = "0.1.0"
 
+#: The public namespace: the verbs and types of each stage (everything else lives in its
+#: subpackage: ``mg.labels.RuleTagger``, ``mg.graphs.NodeSpaceConfig``, ``mg.errors.*`` ...;
+#: the names of earlier versions still resolve here).
 __all__ = [
-    "PLANNING_TAGS",
-    "TAGS",
-    "AdvantageConfig",
-    "AlignmentError",
-    "ConfigError",
     "ExtractConfig",
-    "ExtractionError",
     "GraphConfig",
-    "LoadedModel",
     "MechgraphError",
-    "MetricOptions",
     "NodeSpace",
-    "NodeSpaceConfig",
     "PhaseConfig",
-    "PlanningSource",
-    "RuleTagger",
     "RunConfig",
     "Step",
     "Store",
-    "StoreError",
-    "TextMismatchError",
     "TokenWeights",
     "Trace",
-    "TraceError",
     "WeightsConfig",
     "__version__",
-    "additive_advantages",
-    "align_spans",
     "analyze_corpus",
     "analyze_phases",
-    "as_labeller",
     "change_points",
     "counterfactual_importance",
     "extract",
     "graph_table",
     "hicra_advantages",
-    "hicra_code_advantages",
     "label_table",
     "label_traces",
     "load",
@@ -138,25 +143,18 @@ __all__ = [
     "load_run",
     "load_tokenizer",
     "load_traces",
-    "metrics_table",
     "mine_strategic_grams",
-    "multiplicative_advantages",
     "open_store",
     "phase_table",
     "planning_token_mask",
-    "prepare_trace",
     "read_weights",
     "receiver_scores",
     "run_pipeline",
-    "segment_text",
     "segment_traces",
     "steer_test",
     "suppression_matrix",
-    "tag_sentences",
-    "token_mask",
     "token_weights",
     "topology_metrics",
-    "trace_graph",
     "write_weights",
 ]
 
@@ -177,7 +175,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE, *__all__})
+    return sorted({*__all__, *_SUBMODULES, "align", "errors", "segment", "traces"})
 
 
 class _Package(ModuleType):
