@@ -24,10 +24,14 @@ Everything heavier than numpy loads on first use.
 
 Examples
 --------
+>>> import json, pathlib, tempfile
 >>> import mechgraph as mg
->>> traces = mg.load_traces("traces.jsonl")  # doctest: +SKIP
->>> store = mg.extract(traces, "runs/s", layers=(3, 15))  # doctest: +SKIP
->>> store.states(15).shape  # doctest: +SKIP
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "traces.jsonl").write_text(json.dumps({"id": "a", "text": "So 2 + 2 = 4. Check: 4 - 2 = 2."}))
+>>> traces = mg.load_traces(d / "traces.jsonl")
+>>> store = mg.extract(traces, d / "s", layers=(3, 15))  # the default model, one state per step
+>>> store.states(15).shape
+(2, 576)
 """
 
 import sys

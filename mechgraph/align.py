@@ -67,8 +67,9 @@ def tokenize_with_offsets(
 
     Examples
     --------
-    >>> ids, off = tokenize_with_offsets(load_tokenizer(), "Hi there")  # doctest: +SKIP
-    >>> off.tolist()  # doctest: +SKIP
+    >>> from mechgraph.models import load_tokenizer
+    >>> ids, off = tokenize_with_offsets(load_tokenizer(), "Hi there")
+    >>> off.tolist()
     [[0, 2], [2, 8]]
     """
     try:

@@ -365,7 +365,10 @@ def make_backend(kind: str, model: Any, hooks: Sequence[str], pools: Sequence[st
 
     Examples
     --------
-    >>> be = make_backend("native", load_model(), ["blocks.3.hook_resid_post"], ["mean"])  # doctest: +SKIP
+    >>> from mechgraph.models import load_model
+    >>> be = make_backend("native", load_model(), ["blocks.3.hook_resid_post"], ["mean"])
+    >>> type(be).__name__
+    'NativeBackend'
     """
     for p in pools:
         if p not in POOLS:

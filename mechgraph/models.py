@@ -57,7 +57,7 @@ def default_model_path() -> Path:
 
     Examples
     --------
-    >>> default_model_path().name  # doctest: +SKIP
+    >>> default_model_path().name
     'SmolLM2-135M-Instruct-Q4_1'
     """
     gguf = _gguf_path()
@@ -158,9 +158,9 @@ def load_tokenizer(name: str | os.PathLike[str] = "default") -> Any:
 
     Examples
     --------
-    >>> tok = load_tokenizer("default")  # doctest: +SKIP
-    >>> tok("Hi")["input_ids"]  # doctest: +SKIP
-    [17174]
+    >>> tok = load_tokenizer("default")
+    >>> tok("Hi")["input_ids"]
+    [26843]
     """
     from transformers import AutoTokenizer
 

@@ -192,3 +192,20 @@ def test_sequential_stops_at_target_reliability():
         adaptive_importance(t, gen, emb, target_reliability=1.5, **kw)
     with pytest.raises(ConfigError):
         adaptive_importance(t, gen, emb, allocation="random")
+
+
+def test_true_kl_importance_with_rate_arrays_longer_than_the_trace():
+    from mechgraph.importance.stubs import StubGenerator
+    from mechgraph.traces import Trace, segment_traces
+
+    t = segment_traces([Trace("t", "So 2 + 2 = 4.\nCheck it again.", answer="4")], "lines")[0]
+    kw = dict(acc_dissimilar=[0.2, 0.4, 0.0], acc_keep=[0.9, 0.9, 0.9])
+    short = StubGenerator(t, p_dissimilar=[0.5, 0.5, 0.0], **kw)
+    long = StubGenerator(
+        t,
+        p_dissimilar=[0.5, 0.5, 0.0, 0.3],
+        acc_dissimilar=[0.2, 0.4, 0.0, 0.1],
+        acc_keep=[0.9, 0.9, 0.9, 0.9],
+    )
+    assert long.true_kl_importance().shape == (2,)
+    assert long.true_kl_importance().tolist() == short.true_kl_importance().tolist()

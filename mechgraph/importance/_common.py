@@ -47,9 +47,11 @@ def prepare(
 
     Examples
     --------
-    >>> p = prepare(trace, lm.tokenizer, max_tokens=1024)  # doctest: +SKIP
-    >>> p.spans[0]  # doctest: +SKIP
-    (52, 61)
+    >>> from mechgraph.models import load_tokenizer
+    >>> trace = Trace("t", "So 2 + 2 = 4.", steps=[Step(0, 13, "So 2 + 2 = 4.")])
+    >>> p = prepare(trace, load_tokenizer(), max_tokens=1024)
+    >>> p.spans  # token span of each step
+    [(0, 10)]
     """
     ids, steps, spans = prepare_trace(trace, tokenizer, on_empty_step)
     if max_tokens is not None:

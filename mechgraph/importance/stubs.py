@@ -91,8 +91,13 @@ class StubGenerator:
 
         Examples
         --------
-        >>> gen.true_accuracy_importance().shape  # doctest: +SKIP
-        (S,)
+        >>> from mechgraph.traces import Trace, segment_traces
+        >>> trace = segment_traces([Trace("t", "So 2 + 2 = 4.\\nCheck it again.", answer="4")],
+        ...                        "lines")[0]
+        >>> gen = StubGenerator(trace, p_dissimilar=[0.5, 0.5, 0.0],
+        ...                     acc_dissimilar=[0.2, 0.4, 0.0], acc_keep=[0.9, 0.9, 0.9])
+        >>> gen.true_accuracy_importance().round(2).tolist()  # one value per sentence
+        [-0.45, -0.5]
         """
         f, ad, ak, S = self._rates()
         acc_at = f * ad + (1 - f) * ak
@@ -106,8 +111,13 @@ class StubGenerator:
 
         Examples
         --------
-        >>> gen.true_kl_importance().shape  # doctest: +SKIP
-        (S,)
+        >>> from mechgraph.traces import Trace, segment_traces
+        >>> trace = segment_traces([Trace("t", "So 2 + 2 = 4.\\nCheck it again.", answer="4")],
+        ...                        "lines")[0]
+        >>> gen = StubGenerator(trace, p_dissimilar=[0.5, 0.5, 0.0],
+        ...                     acc_dissimilar=[0.2, 0.4, 0.0], acc_keep=[0.9, 0.9, 0.9])
+        >>> gen.true_kl_importance().shape  # one value per sentence
+        (2,)
         """
         f, ad, ak, S = self._rates()
         w = len(self.wrong)
@@ -116,7 +126,8 @@ class StubGenerator:
             return np.column_stack([acc] + [(1 - acc) / w] * w)
 
         p = dist(ad[:S])
-        q = f[1:, None] * dist(ad[1:]) + (1 - f[1:, None]) * dist(ak[1:])
+        nxt = slice(1, S + 1)  # position i + 1 of each sentence i (rate arrays may be longer)
+        q = f[nxt, None] * dist(ad[nxt]) + (1 - f[nxt, None]) * dist(ak[nxt])
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(p > 0, p * np.log(p / q), 0.0)
         return np.where(f[:S] > 0, terms.sum(1), 0.0)

@@ -134,11 +134,11 @@ def planning_token_mask(
 
     Examples
     --------
-    >>> from mechgraph.models import load_tokenizer  # doctest: +SKIP
-    >>> tok = load_tokenizer()  # doctest: +SKIP
+    >>> from mechgraph.models import load_tokenizer
+    >>> tok = load_tokenizer()
     >>> text = "So x = 2. But wait, let me check."
-    >>> ids, m = planning_token_mask(tok, text, gram_spans(text, ["but wait"]))  # doctest: +SKIP
-    >>> tok.decode(ids[m])  # doctest: +SKIP
+    >>> ids, m = planning_token_mask(tok, text, gram_spans(text, ["but wait"]))
+    >>> tok.decode(ids[m])
     ' But wait'
     """
     shift = len(prefix)

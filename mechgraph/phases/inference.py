@@ -88,9 +88,14 @@ def table_change_points(
 
     Examples
     --------
-    >>> cps = table_change_points(res)  # doctest: +SKIP
-    >>> cps["accuracy"].changes  # doctest: +SKIP
-    [{'index': 6, 'x': 350.0, 'lo': 250.0, 'hi': 450.0, 'support': 0.71}]
+    >>> from mechgraph.phases.table import phase_table
+    >>> from mechgraph.traces import Trace
+    >>> traces = [Trace(f"{c}/{i}", "So 4.", checkpoint=str(c), correct=(c >= 400) == (i % 10 != 0))
+    ...           for c in range(50, 801, 50) for i in range(20)]  # accuracy 0.1, then 0.9
+    >>> res = phase_table(traces, n_boot=200)
+    >>> cps = table_change_points(res, metrics=["accuracy"])
+    >>> cps["accuracy"].changes
+    [{'index': 7, 'x': 400.0, 'lo': 400.0, 'hi': 400.0, 'support': 1.0}]
     """
     if metrics is None:
         metrics = [

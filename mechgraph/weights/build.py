@@ -135,9 +135,11 @@ def token_weights(
 
     Examples
     --------
+    >>> from mechgraph.models import load_tokenizer
+    >>> tok = load_tokenizer()
     >>> tw = token_weights([Trace("t", "But wait, 2 + 2 = 4.")], tok,
-    ...                    planning=["but wait"])  # doctest: +SKIP
-    >>> tok.decode(tw[0].input_ids[tw[0].planning_mask])  # doctest: +SKIP
+    ...                    planning=["but wait"])
+    >>> tok.decode(tw[0].input_ids[tw[0].planning_mask])
     'But wait'
     """
     cfg = config or WeightsConfig()

@@ -90,7 +90,12 @@ def batch_tokens(
 
     Examples
     --------
-    >>> bt = batch_tokens(tok, [[9, 10, 0]], [[1, 1, 0]], planning=["but wait"])  # doctest: +SKIP
+    >>> from mechgraph.models import load_tokenizer
+    >>> tok = load_tokenizer()
+    >>> ids = tok("But wait, 4")["input_ids"]  # 5 tokens, then one pad
+    >>> bt = batch_tokens(tok, [ids + [0]], [[1] * 5 + [0]], planning=["but wait"])
+    >>> bt.texts, bt.planning.astype(int).tolist()
+    (['But wait, 4'], [[1, 1, 0, 0, 0, 0]])
     """
     grid = _numpy(ids)
     M = _numpy(response_mask).astype(bool)

@@ -108,8 +108,10 @@ def decode_with_offsets(
 
     Examples
     --------
-    >>> text, off = decode_with_offsets(tok, tok("Hi there")["input_ids"])  # doctest: +SKIP
-    >>> text, off.tolist()  # doctest: +SKIP
+    >>> from mechgraph.models import load_tokenizer
+    >>> tok = load_tokenizer()
+    >>> text, off = decode_with_offsets(tok, tok("Hi there")["input_ids"])
+    >>> text, off.tolist()
     ('Hi there', [[0, 2], [2, 8]])
     """
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
