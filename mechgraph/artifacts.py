@@ -256,8 +256,8 @@ def load(path: str | os.PathLike[str]) -> Any:
     store                   :class:`mechgraph.Store`
     nodespace               :class:`mechgraph.graphs.NodeSpace`
     probe                   ``(estimator, ProbeConfig)`` (:func:`probes.load_probe`)
-    graph-table, phases,    :class:`TableArtifact` (table + sidecar)
-    importance
+    graph-table, phases,    :class:`TableArtifact` (table + sidecar); importance
+    importance              matrices (``.safetensors``): dict of arrays
     weights                 list of :class:`mechgraph.weights.TokenWeights`
     labels                  list of ``{"id", "steps": [...]}`` records
     ======================  ==========================================================
@@ -290,6 +290,10 @@ def load(path: str | os.PathLike[str]) -> Any:
             from mechgraph.io import read_jsonl
 
             return [rec for _, rec in read_jsonl(p, ArtifactError)]
+        if p.suffix == ".safetensors":  # importance matrices: {"<trace>/<name>": array}
+            from safetensors.numpy import load_file
+
+            return load_file(str(p))
         import pandas as pd
 
         table = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_json(p, lines=True)

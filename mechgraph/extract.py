@@ -48,7 +48,7 @@ from mechgraph.store import (
 )
 from mechgraph.traces import Step, Trace, load_traces, segment_traces
 
-__all__ = ["ExtractConfig", "extract", "prepare_trace"]
+__all__ = ["ExtractConfig", "extract", "prepare_trace", "write_store_record"]
 
 _STORE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -278,7 +278,9 @@ def extract(
     out : path
         The store folder. If it exists with the same model and config, traces already
         in it are skipped (resume) and new ones appended; another model or config is
-        refused.
+        refused. Its record ``artifact.json`` (:mod:`mechgraph.artifacts`: kind "store",
+        the config, the traces path as input when one was given) is written after the
+        shards, and rewritten by a resume or an append.
     model : str or LoadedModel
         ``"default"``, an HF folder, or a loaded model.
     config : ExtractConfig, optional
@@ -309,7 +311,7 @@ def extract(
     cfg = config if config is not None else ExtractConfig(**options)
     if config is not None and options:
         cfg = ExtractConfig(**{**asdict(config), **options})
-    trace_list = load_traces(traces) if isinstance(traces, str | os.PathLike) else list(traces)
+    trace_list = load_traces(traces) if _is_path(traces) else list(traces)
     seen: set[str] = set()
     for t in trace_list:
         if t.id in seen:
@@ -331,6 +333,8 @@ def extract(
             chunk = todo[c : c + cfg.shard_traces]
             results = _run_chunk(chunk, backend, lm, hooks, cfg, lm.tokenizer, bar)
             _write_chunk(writer, chunk, results, hooks, cfg)
+        # the record, after the shards (rewritten on a resume or an append)
+        write_store_record(out, writer.manifest, traces if _is_path(traces) else None)
     except BaseException:
         if fresh and (writer is None or not writer.committed()):  # leave no empty store
             shutil.rmtree(out, ignore_errors=True)
@@ -340,6 +344,26 @@ def extract(
         if bar is not None:
             bar.close()
     return open_store(out)
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, str | os.PathLike)
+
+
+def write_store_record(
+    out: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    traces: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Write the store's artifact record ``STORE/artifact.json`` (atomically).
+
+    ``kind`` "store", ``config`` the :class:`ExtractConfig` of the manifest (layers resolved,
+    the segmenter as recorded), ``inputs`` the traces file or folder when one was given.
+    """
+    from mechgraph.artifacts import write_info
+
+    config = manifest.get("config") or {}
+    return write_info(out, "store", dict(config), [traces] if traces is not None else [])
 
 
 def _open_run(trace_list, out: Path, lock: StoreLock, model, cfg: ExtractConfig, dtype, device):

@@ -14,8 +14,10 @@ weights       ``weights.parquet``             the traces; ``[weights]``
 phases        ``phases.parquet``              the traces, when they carry 2+ checkpoints
 ============  ==============================  ===========================================
 
-A stage reruns only when its record is missing, its config changed, or an input's content
-hash changed (so a changed option reruns that stage and the ones downstream of it);
+Each stage's own writer writes the artifact's record (what ``mechgraph extract``, ``label``,
+``probe``, ... write too); the pipeline then rewrites it with the stage's section of the
+run config, which is what its make-like check compares. A stage reruns only when its
+record is missing, its config changed, or an input's content hash changed (so a changed option reruns that stage and the ones downstream of it);
 ``force`` reruns some anyway. Every artifact is committed atomically and the record is
 written after it, so a run killed at any moment and started again ends with the same run
 folder (the extraction resumes inside the store).
@@ -223,7 +225,7 @@ def _run_probe(ctx: _Context, src: Path, run: Path) -> str:
 
 def _run_graph(ctx: _Context, src: Path, run: Path) -> str:
     from mechgraph.graphs import GraphConfig, NodeSpaceConfig, analyze_corpus
-    from mechgraph.graphs.cli import write_outputs
+    from mechgraph.graphs.cli import write_graph
     from mechgraph.store import open_store
 
     opts = _opts(ctx.cfg.graph)
@@ -236,8 +238,7 @@ def _run_graph(ctx: _Context, src: Path, run: Path) -> str:
     with warnings.catch_warnings():  # a small sample has fewer steps than K nodes want
         warnings.simplefilter("ignore")
         res = analyze_corpus([store], gcfg)
-    res.nodespace.save(run / "graph.nodespace")
-    write_outputs(
+    write_graph(
         res, run / "graph.parquet", nodespace_path=run / "graph.nodespace", stores=[run / "store"]
     )
     return f"{len(res.table)} traces, {res.nodespace.k_} nodes"
@@ -246,19 +247,27 @@ def _run_graph(ctx: _Context, src: Path, run: Path) -> str:
 def _run_importance(ctx: _Context, src: Path, run: Path) -> str:
     import pandas as pd
 
-    from mechgraph.importance.cli import run_importance
-    from mechgraph.io import write_atomic
+    from mechgraph.importance.cli import ImportanceConfig, run_importance, write_importance
 
     opts = _opts(ctx.cfg.importance)
-    methods = opts.pop("methods", ["receivers", "suppression"])
+    methods = list(opts.pop("methods", ["receivers", "suppression"]))
+    icfg = ImportanceConfig.from_dict(
+        {
+            "model": ctx.cfg.model,
+            "segmenter": ctx.cfg.segmenter,
+            "device": ctx.cfg.device,
+            **opts,
+            "methods": methods,
+        }
+    )
     traces = ctx.traces()
     table = None
     for m in methods:
-        t, _ = run_importance(traces, m, lm=ctx.lm, **opts)
+        t, _ = run_importance(traces, m, lm=ctx.lm, **icfg.options())
         table = t if table is None else table.merge(t, on=["trace_id", "step", "label", "text"])
     if table is None:
         table = pd.DataFrame(columns=["trace_id", "step"])
-    write_atomic(run / "importance.parquet", lambda p: table.to_parquet(p, index=False))
+    write_importance(table, None, run / "importance.parquet", icfg, [src])
     return f"{', '.join(methods)} on {table['trace_id'].nunique()} traces"
 
 
@@ -419,6 +428,9 @@ def run_pipeline(
             continue
         t0 = time.perf_counter()
         summary = st.run(ctx, src, run)
+        # every stage's writer leaves its own record (its config as a dataclass dict);
+        # the pipeline's, written over it, is the final word: the run config section
+        # and the inputs that the make-like check above compares against
         write_info(run / st.output, st.kind, st.config(cfg), st.inputs(src, run))
         line = f"ran in {time.perf_counter() - t0:.1f} s ({what[5:]}): {summary}"
         echo(f"{name:<11} {line}")

@@ -5,6 +5,8 @@ Layout (a folder)::
     STORE/
       manifest.json          schema version, model id + weights fingerprint, dtype, hooks,
                              layers, pools, segmenter, tokenizer, the full extract config
+      artifact.json          the artifact record (mechgraph.artifacts), written by extract
+                             after the shards: kind "store", the config, the traces' hash
       shards/000000/         one shard per committed chunk of traces
         traces.parquet       one row per trace: fields, input ids, a hash of the text
         steps.parquet        one row per step: char and token spans, text, label, meta
@@ -99,7 +101,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise StoreError(
-            f"{path}: store schema version {version!r}, this mechgraph reads version "
+            f"{mfile}: store schema version {version!r}, this mechgraph reads version "
             f"{SCHEMA_VERSION}; re-extract it with this version"
         )
     return manifest
@@ -306,8 +308,42 @@ class Store:
     # -- facts
     @property
     def config(self) -> dict[str, Any]:
-        """The full extract config the store was written with."""
+        """The full extract config the store was written with, as a dict
+        (:attr:`extract_config` is the same as an :class:`~mechgraph.ExtractConfig`)."""
         return dict(self.manifest.get("config", {}))
+
+    @property
+    def extract_config(self) -> Any:
+        """The :class:`~mechgraph.ExtractConfig` the store was written with (its manifest's
+        ``config``, read back: layers resolved, the segmenter as recorded).
+
+        Raises
+        ------
+        StoreError
+            The manifest has no config, or one this mechgraph cannot read (fields of
+            another version, invalid values); the message names the manifest.
+        """
+        from dataclasses import fields
+
+        from mechgraph.extract import ExtractConfig
+
+        mfile = self.path / MANIFEST
+        raw = self.manifest.get("config")
+        by = self.manifest.get("mechgraph_version", "?")
+        if not isinstance(raw, Mapping):
+            raise StoreError(f"{mfile}: no extract config (written by mechgraph {by})")
+        unknown = sorted(set(raw) - {f.name for f in fields(ExtractConfig)})
+        if unknown:
+            raise StoreError(
+                f"{mfile}: extract config from another mechgraph version ({by}): unknown "
+                f"fields {unknown}; re-extract it with this version"
+            )
+        try:
+            return ExtractConfig(**raw)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise StoreError(
+                f"{mfile}: invalid extract config (written by mechgraph {by}): {e}"
+            ) from None
 
     @property
     def model_id(self) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mechgraph.artifacts import write_info
 from mechgraph.errors import ConfigError
 from mechgraph.io import atomic_dir, atomic_path, jsonable, write_atomic, write_text_atomic
 from probes.estimators import ESTIMATORS, estimator_class
@@ -171,11 +172,15 @@ def save_probe(
     path: str | os.PathLike[str],
     *,
     extra: Mapping[str, Callable[[Path], Any]] | None = None,
+    inputs: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write a fitted probe and its config to the folder ``path`` (replaced if present).
 
     ``extra`` maps more file names to writers (``write(tmp_path)``), called inside the
-    same atomic commit: the folder appears with all its files, or not at all.
+    same atomic commit: the folder appears with all its files, or not at all. The record
+    ``artifact.json`` (:mod:`mechgraph.artifacts`: kind "probe", the ProbeConfig, the
+    ``inputs`` with their hashes) is part of the same commit; ``inputs`` defaults to the
+    store and label file of ``config.source`` that exist.
 
     Examples
     --------
@@ -200,7 +205,9 @@ def save_probe(
     tensors = {k: np.ascontiguousarray(np.atleast_1d(v)) for k, v in estimator.tensors().items()}
     path = Path(path)
     names = set(extra or ())
-    if names & {CONFIG, WEIGHTS} or any(Path(n).name != n or n.startswith(".") for n in names):
+    if names & {CONFIG, WEIGHTS, "artifact.json"} or any(
+        Path(n).name != n or n.startswith(".") for n in names
+    ):
         raise ConfigError(f"extra files must be plain names other than {CONFIG}, {WEIGHTS}")
     with atomic_dir(path) as tmp:
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0o700
@@ -209,6 +216,10 @@ def save_probe(
         write_text_atomic(tmp / CONFIG, json.dumps(jsonable(asdict(config)), indent=1))
         for name, write in (extra or {}).items():
             write_atomic(tmp / name, write)
+        if inputs is None:
+            src = config.source or {}
+            inputs = [src[k] for k in ("store", "labels") if src.get(k) and Path(src[k]).exists()]
+        write_info(tmp, "probe", jsonable(asdict(config)), inputs)
     return path
 
 

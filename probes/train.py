@@ -182,8 +182,9 @@ def train_probe(
         Which states of the store to read.
     out : path, optional
         Artifact folder for the best layer's probe, with ``sweep.json`` and ``sweep.csv``
-        (all in one atomic commit). Refused before any work where it is, holds or sits in
-        the store or the label file.
+        and the record ``artifact.json`` (the ProbeConfig; the store and the label file as
+        inputs), all in one atomic commit. Refused before any work where it is, holds or
+        sits in the store or the label file.
 
     Returns
     -------
@@ -254,6 +255,11 @@ def train_probe(
                 "sweep.csv": lambda p: res.table.to_csv(p, index=False),
                 "sweep.json": lambda p: p.write_text(sweep + "\n", encoding="utf-8"),
             },
+            inputs=[
+                p
+                for p in (getattr(store, "path", None), labels)
+                if p is not None and Path(p).exists()
+            ],
         )
     return res
 

@@ -160,3 +160,19 @@ def test_atomic_dir_folders_are_readable_by_the_group(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
+
+
+def test_importance_table_and_matrices_load(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from mechgraph.importance.cli import ImportanceConfig, write_importance
+
+    table = pd.DataFrame({"trace_id": ["a", "a"], "step": [0, 1], "receiver_score": [0.1, 0.2]})
+    mats = {"a/vertical": np.eye(2, dtype=np.float32)}
+    out = tmp_path / "imp.parquet"
+    write_importance(table, mats, out, ImportanceConfig(methods=["receivers"]), [])
+    art = load(out)
+    assert art.kind == "importance" and art.table["receiver_score"].tolist() == [0.1, 0.2]
+    m = load(out.with_suffix(".safetensors"))
+    assert np.array_equal(m["a/vertical"], np.eye(2))

@@ -285,6 +285,7 @@ def test_probe_artifact_is_readable_and_holds_its_sweep(tmp_path):
     res = train_probe(TinyStore(tmp_path / "store"), layers="all", n_splits=3, out=tmp_path / "p")
     art = tmp_path / "p"
     assert sorted(p.name for p in art.iterdir()) == [
+        "artifact.json",
         "config.json",
         "sweep.csv",
         "sweep.json",

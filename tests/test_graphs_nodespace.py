@@ -37,7 +37,11 @@ def test_save_load_reuse(tmp_path):
         X, layer=5, pool="mean"
     )
     path = ns.save(tmp_path / "ns")
-    assert sorted(p.name for p in path.iterdir()) == ["nodespace.json", "nodespace.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "artifact.json",
+        "nodespace.json",
+        "nodespace.safetensors",
+    ]
     doc = json.loads((path / "nodespace.json").read_text())
     assert doc["k"] == 4 and doc["config"]["pca_components"] == 3 and doc["meta"]["layer"] == 5
     back = NodeSpace.load(path)

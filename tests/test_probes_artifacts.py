@@ -50,7 +50,11 @@ def test_round_trip(tmp_path, est, multiclass):
         ),
         tmp_path / "p",
     )
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "artifact.json",
+        "config.json",
+        "weights.safetensors",
+    ]
     est2, cfg2 = load_probe(path)
     assert type(est2) is type(est) and cfg2.layer == 3 and cfg2.classes == classes
     assert cfg2.metrics["nan"] is None

@@ -159,7 +159,7 @@ def test_store_gets_normal_permissions(tiny_model, tmp_path, monkeypatch, umask,
     finally:
         os.umask(old)
     dirs, files = _modes(out)
-    assert len(dirs) == 4 and len(files) == 2 + 2 * 3  # store, shards, 2 shards
+    assert len(dirs) == 4 and len(files) == 3 + 2 * 3  # manifest, lock, record; 2 shards
     assert set(dirs.values()) == {dmode}, dirs
     assert set(files.values()) == {fmode}, files
 

@@ -128,7 +128,11 @@ def test_write_is_atomic_on_failure(rows, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_weights(p, rows[:1], WeightsConfig())
     assert p.read_bytes() == before
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["w.parquet", "w.parquet.config.json"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "w.parquet",
+        "w.parquet.artifact.json",
+        "w.parquet.config.json",
+    ]
 
 
 def test_config_validation_and_bad_files(tmp_path):

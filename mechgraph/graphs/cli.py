@@ -7,7 +7,10 @@ atomically (temp file + rename):
   homology columns when asked), ``n_steps_full`` (steps before ``--match-steps``);
 * ``OUT.json``: the :class:`GraphConfig`, the node space used, the stores, what step
   matching did, the aha table;
-* the fitted node space (unless ``--nodes`` was given), by default ``OUT_STEM.nodespace/``;
+* ``OUT.artifact.json``: the record (:mod:`mechgraph.artifacts`): the GraphConfig and the
+  stores' content hashes;
+* the fitted node space (unless ``--nodes`` was given), by default ``OUT_STEM.nodespace/``,
+  with its own record;
 * with ``--plots DIR``: trajectory maps, a few trace graphs and metric comparisons, as PNG
   and HTML.
 """
@@ -15,6 +18,8 @@ atomically (temp file + rename):
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +30,7 @@ import typer
 from mechgraph.errors import ConfigError
 from mechgraph.io import write_atomic, write_text_atomic
 
-__all__ = ["graph_command", "write_outputs"]
+__all__ = ["graph_command", "write_graph", "write_outputs"]
 
 
 def _json_default(x: Any) -> Any:
@@ -39,9 +44,21 @@ def _json_default(x: Any) -> Any:
 
 
 def write_outputs(
-    result: Any, out: Path, *, nodespace_path: Path | None, stores: list[Path]
+    result: Any,
+    out: Path,
+    *,
+    nodespace_path: Path | None,
+    stores: Sequence[str | os.PathLike[str]],
+    inputs: Sequence[str | os.PathLike[str]] | None = None,
 ) -> None:
-    """Write the table (Parquet) and its JSON sidecar atomically."""
+    """Write the table (Parquet), its JSON sidecar and its record, each atomically.
+
+    The record ``OUT.artifact.json`` (written last): kind "graph-table", ``config``
+    ``GraphConfig.to_dict()``, ``inputs`` (default: ``stores``) with their hashes.
+    """
+    from mechgraph.artifacts import write_info
+
+    out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out must end in .parquet, got {out}")
     table = result.table
@@ -60,6 +77,59 @@ def write_outputs(
     }
     sidecar = out.with_name(out.name + ".json")
     write_text_atomic(sidecar, json.dumps(doc, indent=2, default=_json_default, allow_nan=True))
+    write_info(out, "graph-table", result.config.to_dict(), stores if inputs is None else inputs)
+
+
+def write_graph(
+    result: Any,
+    out: str | os.PathLike[str],
+    *,
+    stores: Sequence[str | os.PathLike[str]] | None = None,
+    nodespace_path: str | os.PathLike[str] | None = None,
+    save_nodespace: bool = True,
+) -> list[Path]:
+    """Write what ``mechgraph graph`` writes for a :class:`~mechgraph.graphs.GraphResult`.
+
+    The node space (when ``save_nodespace``; default folder ``OUT_STEM.nodespace``, with its
+    record, the stores as inputs), then the table ``out`` (``.parquet``), its sidecar
+    ``OUT.json`` and its record ``OUT.artifact.json`` (the stores as inputs, and the node
+    space when it was reused: ``save_nodespace=False`` with a ``nodespace_path``).
+
+    Parameters
+    ----------
+    result : GraphResult
+    out : path
+        The table; must end in ``.parquet``.
+    stores : paths, optional
+        The store folders analysed (default: ``result.stores`` that exist).
+    nodespace_path : path, optional
+        Where the node space is saved, or where the reused one lives.
+    save_nodespace : bool
+
+    Returns
+    -------
+    list of Path
+        Every file and folder written.
+    """
+    from mechgraph.artifacts import info_path
+
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        raise ConfigError(f"--out must end in .parquet, got {out}")
+    if stores is None:
+        stores = [s for s in getattr(result, "stores", []) if Path(s).exists()]
+    stores = [Path(s) for s in stores]
+    ns_path = Path(nodespace_path) if nodespace_path is not None else None
+    written: list[Path] = []
+    inputs: list[Path] = list(stores)
+    if save_nodespace:
+        ns_path = ns_path or out.with_name(out.stem + ".nodespace")
+        result.nodespace.save(ns_path, inputs=stores)
+        written.append(ns_path)
+    elif ns_path is not None and ns_path.exists():
+        inputs.append(ns_path)
+    write_outputs(result, out, nodespace_path=ns_path, stores=stores, inputs=inputs)
+    return [*written, out, out.with_name(out.name + ".json"), info_path(out)]
 
 
 def write_plots(
@@ -220,11 +290,13 @@ def graph_command(
     )
     ns = NodeSpace.load(nodes) if nodes is not None else None
     result = analyze_corpus([str(s) for s in stores], cfg, nodespace=ns)
-    ns_path = nodes
-    if nodes is None:
-        ns_path = save_nodes or out.with_name(out.stem + ".nodespace")
-        result.nodespace.save(ns_path)
-    write_outputs(result, out, nodespace_path=ns_path, stores=list(stores))
+    write_graph(
+        result,
+        out,
+        stores=list(stores),
+        nodespace_path=nodes if nodes is not None else save_nodes,
+        save_nodespace=nodes is None,
+    )
     t = result.table
     typer.echo(f"{len(t)} traces, {result.nodespace.k_} nodes -> {out}")
     m = result.matching

@@ -176,6 +176,36 @@ class GraphResult:
     config: GraphConfig
     matching: dict[str, Any] | None = None
     """What step matching did (see :func:`match_corpus`), or None without it."""
+    stores: list[str] = field(default_factory=list)
+    """The store folders analysed (those given as paths or with a ``path``)."""
+
+    def save(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        stores: Sequence[str | os.PathLike[str]] | None = None,
+        nodespace_path: str | os.PathLike[str] | None = None,
+        save_nodespace: bool = True,
+    ) -> list[Path]:
+        """Write the table, its sidecar, its record and the node space, as ``mechgraph graph``.
+
+        See :func:`mechgraph.graphs.cli.write_graph` (``stores`` defaults to
+        :attr:`stores`).
+
+        Examples
+        --------
+        >>> res = analyze_corpus(["runs/s"], GraphConfig(layer=15))  # doctest: +SKIP
+        >>> res.save("runs/metrics.parquet")  # doctest: +SKIP
+        """
+        from mechgraph.graphs.cli import write_graph
+
+        return write_graph(
+            self,
+            out,
+            stores=stores,
+            nodespace_path=nodespace_path,
+            save_nodespace=save_nodespace,
+        )
 
 
 def _open(store: Any) -> Any:
@@ -440,7 +470,17 @@ def analyze_corpus(
         aha=aha,
         config=config,
         matching=matching,
+        stores=_store_paths(stores),
     )
+
+
+def _store_paths(stores: Sequence[Any]) -> list[str]:
+    out = []
+    for s in stores:
+        p = s if isinstance(s, str | os.PathLike) else getattr(s, "path", None)
+        if p is not None:
+            out.append(os.fspath(p))
+    return out
 
 
 def graph_table(

@@ -8,6 +8,7 @@ reused to map any other store (another model, another checkpoint) into the same 
 Saved layout (a folder)::
 
     nodespace.json          config, K used, feature size, provenance (no pickle)
+    artifact.json           the artifact record (mechgraph.artifacts): config + provenance
     nodespace.safetensors   centers, and the scaler / PCA arrays when used
 """
 
@@ -279,9 +280,22 @@ class NodeSpace:
         return np.sqrt(np.maximum(d2, 0.0))
 
     # ---------------------------------------------------------------------------- saving
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the node space to the folder ``path`` atomically (replacing it)."""
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        inputs: Sequence[str | os.PathLike[str]] = (),
+    ) -> Path:
+        """Write the node space to the folder ``path`` atomically (replacing it).
+
+        The record ``artifact.json`` (:mod:`mechgraph.artifacts`) is part of the same
+        commit: kind "nodespace", ``config`` the :class:`NodeSpaceConfig` fields plus
+        ``provenance`` (K used, feature size, fitted steps, meta), and ``inputs`` (the
+        stores it was fitted on, when given) with their hashes.
+        """
         from safetensors.numpy import save_file
+
+        from mechgraph.artifacts import write_info
 
         self._check_fitted()
         path = Path(path)
@@ -302,6 +316,8 @@ class NodeSpace:
         with atomic_dir(path) as tmp:
             save_file(tensors, str(tmp / _ARRAYS))
             (tmp / _JSON).write_text(json.dumps(doc, indent=2, sort_keys=True))
+            provenance = {k: doc[k] for k in ("k", "n_features_in", "n_fit_steps", "meta")}
+            write_info(tmp, "nodespace", {**doc["config"], "provenance": provenance}, inputs)
         return path
 
     @classmethod

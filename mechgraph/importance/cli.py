@@ -6,7 +6,9 @@ The lead registers :func:`importance_command` on the app:
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,9 +19,132 @@ import typer
 from mechgraph.errors import ConfigError, MechgraphError, TraceError
 from mechgraph.io import write_atomic
 
-__all__ = ["importance_command", "run_importance"]
+__all__ = [
+    "ImportanceConfig",
+    "importance_command",
+    "run_importance",
+    "write_importance",
+]
 
 METHODS = ("receivers", "suppression", "resampling")
+
+
+@dataclass
+class ImportanceConfig:
+    """Everything that determines an importance table (saved in its record).
+
+    Parameters
+    ----------
+    methods : tuple of str
+        Methods whose columns the table holds (``receivers``, ``suppression``,
+        ``resampling``).
+    model : str
+        The model scored with (``"default"``, an HF folder or id).
+    segmenter : str
+        Segmenter of traces without steps.
+    max_tokens, top_k, batch_size, n_rollouts, adaptive, max_new_tokens, answer, seed
+        The options of :func:`run_importance`.
+    dtype, device : str
+        How the model was loaded.
+
+    Examples
+    --------
+    >>> c = ImportanceConfig(methods=("suppression",), max_tokens=512)
+    >>> ImportanceConfig.from_dict(c.to_dict()) == c
+    True
+    """
+
+    methods: tuple[str, ...] = ("receivers",)
+    model: str = "default"
+    segmenter: str = "sentences"
+    max_tokens: int | None = None
+    top_k: int = 20
+    batch_size: int = 4
+    n_rollouts: int = 10
+    adaptive: bool = False
+    max_new_tokens: int = 512
+    answer: str = "boxed"
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.methods, str):
+            self.methods = (self.methods,)
+        self.methods = tuple(self.methods)
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ConfigError(f"unknown method {bad!r}; choose from {', '.join(METHODS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["methods"] = list(self.methods)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImportanceConfig:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"unknown importance options {bad}; known: {sorted(known)}")
+        return cls(**d)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword options of :func:`run_importance`."""
+        drop = ("methods", "model", "segmenter", "dtype", "device")
+        return {k: v for k, v in asdict(self).items() if k not in drop}
+
+
+def write_importance(
+    table: pd.DataFrame,
+    mats: dict[str, np.ndarray] | None,
+    out: str | os.PathLike[str],
+    config: ImportanceConfig | dict[str, Any],
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    *,
+    model_id: str | None = None,
+) -> list[Path]:
+    """Write an importance table, its matrices and their records, each atomically.
+
+    The table goes to ``out`` (``.parquet`` or ``.jsonl``), the matrices (when any) to
+    ``OUT_STEM.safetensors`` (:func:`matrices_path`); each gets a record
+    ``FILE.artifact.json`` (kind "importance", ``config`` the full importance config,
+    ``inputs`` the traces with their hashes), written after it.
+
+    Returns
+    -------
+    list of Path
+        Every file written.
+    """
+    from safetensors.numpy import save_file
+
+    from mechgraph.artifacts import info_path, write_info
+
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".jsonl"):
+        raise ConfigError(f"--out must end in .parquet or .jsonl, got {out}")
+    cfg = config.to_dict() if isinstance(config, ImportanceConfig) else dict(config)
+    inputs = list(inputs)
+    if out.suffix.lower() == ".parquet":
+        write_atomic(out, lambda p: table.to_parquet(p, index=False))
+    else:
+        write_atomic(
+            out, lambda p: table.to_json(p, orient="records", lines=True, force_ascii=False)
+        )
+    written = [out]
+    if mats:
+        meta = {"method": ",".join(cfg.get("methods") or []), "model": model_id or ""}
+        mpath = matrices_path(out)
+        write_atomic(
+            mpath,
+            lambda p: save_file(
+                {k: np.ascontiguousarray(v) for k, v in mats.items()}, p, metadata=meta
+            ),
+        )
+        write_info(mpath, "importance", cfg, inputs)
+        written += [mpath, info_path(mpath)]
+    write_info(out, "importance", cfg, inputs)
+    return [*written, info_path(out)]
 
 
 def matrices_path(out: Path) -> Path:
@@ -126,9 +251,11 @@ def importance_command(
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda ...")] = "cpu",
 ) -> None:
-    """Per-sentence importance: receiver heads, attention suppression or resampling."""
-    from safetensors.numpy import save_file
+    """Per-sentence importance: receiver heads, attention suppression or resampling.
 
+    Writes the table, the matrices (``OUT_STEM.safetensors``) and a record beside each
+    (``FILE.artifact.json``: every option, the traces' hash).
+    """
     from mechgraph.cli import check_output
     from mechgraph.models import load_model
     from mechgraph.traces import load_traces, segment_traces
@@ -141,11 +268,10 @@ def importance_command(
     traces = load_traces(input)
     if not all(t.steps for t in traces):
         traces = segment_traces(traces, segmenter)
-    lm = load_model(model, dtype=dtype, device=device)
-    table, mats = run_importance(
-        traces,
-        method,
-        lm=lm,
+    cfg = ImportanceConfig(
+        methods=(method,),
+        model=model,
+        segmenter=segmenter,
         max_tokens=max_tokens,
         top_k=top_k,
         batch_size=batch_size,
@@ -154,19 +280,10 @@ def importance_command(
         max_new_tokens=max_new_tokens,
         answer=answer,
         seed=seed,
+        dtype=dtype,
+        device=device,
     )
-    if out.suffix.lower() == ".parquet":
-        write_atomic(out, lambda p: table.to_parquet(p, index=False))
-    else:
-        write_atomic(
-            out, lambda p: table.to_json(p, orient="records", lines=True, force_ascii=False)
-        )
-    if mats:
-        meta = {"method": method, "model": lm.model_id}
-        write_atomic(
-            matrices_path(out),
-            lambda p: save_file(
-                {k: np.ascontiguousarray(v) for k, v in mats.items()}, p, metadata=meta
-            ),
-        )
+    lm = load_model(model, dtype=dtype, device=device)
+    table, mats = run_importance(traces, method, lm=lm, **cfg.options())
+    write_importance(table, mats, out, cfg, [input], model_id=lm.model_id)
     typer.echo(f"{len(traces)} traces, {len(table)} sentences -> {out}")

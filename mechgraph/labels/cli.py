@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,7 @@ from mechgraph.errors import MechgraphError
 from mechgraph.io import write_jsonl_atomic
 from mechgraph.traces import load_traces, segment_traces
 
-__all__ = ["label_command", "run_label", "write_jsonl_atomic"]
+__all__ = ["label_command", "run_label", "write_jsonl_atomic", "write_label_record"]
 
 
 def run_label(
@@ -32,7 +32,8 @@ def run_label(
     Returns
     -------
     Path
-        ``out``.
+        ``out``, with its record ``OUT.artifact.json`` beside it (kind "labels": method,
+        grams, segmenter; the traces and the grams file as inputs).
 
     Raises
     ------
@@ -60,7 +61,34 @@ def run_label(
     kw = {"device": device} if device and method.startswith("probe") else {}
     labeller = get_labeller(method, grams=grams, **kw)
     # label counts are checked by Labeller.label_traces (and extract_states for probes)
-    return write_jsonl_atomic(out, label_records(traces, labeller.label_traces(traces)))
+    path = write_jsonl_atomic(out, label_records(traces, labeller.label_traces(traces)))
+    write_label_record(path, method, input, grams=grams, segmenter=segmenter)
+    return path
+
+
+def write_label_record(
+    out: str | os.PathLike[str],
+    method: str,
+    input: str | os.PathLike[str],
+    *,
+    grams: str | os.PathLike[str] | None = None,
+    segmenter: str = "sentences",
+) -> Any:
+    """Write the record ``OUT.artifact.json`` of a label file (kind "labels").
+
+    ``config``: method, grams, segmenter; ``inputs``: the traces and the grams file (and
+    a ``probe:PATH`` / ``sg:PATH`` file or folder named by the method).
+    """
+    from mechgraph.artifacts import write_info
+    from mechgraph.cli import path_of
+
+    config = {
+        "method": method,
+        "grams": None if grams is None else os.fspath(grams),
+        "segmenter": segmenter,
+    }
+    extra = [p for p in (grams, path_of(method)) if p is not None and Path(p).exists()]
+    return write_info(out, "labels", config, [input, *extra])
 
 
 def label_command(

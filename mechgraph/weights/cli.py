@@ -85,7 +85,7 @@ def run_weights(
     tok = load_tokenizer(tokenizer)
     rows = token_weights(traces, tok, cfg, planning=src)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    return write_weights(out, rows, cfg, format=format, pad_id=int(pad))
+    return write_weights(out, rows, cfg, format=format, pad_id=int(pad), inputs=[input])
 
 
 def weights_command(

@@ -238,8 +238,12 @@ def write_weights(
     *,
     format: str | None = None,
     pad_id: int = 0,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write weights as Parquet (default), JSONL or (B, T) safetensors, atomically.
+
+    The record ``FILE.artifact.json`` (:mod:`mechgraph.artifacts`: kind "weights", the
+    WeightsConfig, ``inputs`` with their hashes) is written last.
 
     Parameters
     ----------
@@ -253,6 +257,8 @@ def write_weights(
         Must agree with the extension.
     pad_id : int
         safetensors only: id on padding.
+    inputs : paths, optional
+        What the weights were computed from (the traces), hashed into the record.
 
     Returns
     -------
@@ -293,6 +299,9 @@ def write_weights(
         with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
     write_text_atomic(config_path(path), json.dumps(json.loads(cfg.to_json()), indent=1) + "\n")
+    from mechgraph.artifacts import write_info
+
+    write_info(path, "weights", cfg.to_dict(), inputs)
     return path
 
 
