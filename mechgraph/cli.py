@@ -198,7 +198,8 @@ def segment(
         Path, typer.Option("--out", "-o", help="Output JSONL: id and steps [{start, end, text}].")
     ],
     method: Annotated[
-        str, typer.Option(help="sentences | lines | paragraphs | regex:PATTERN | given")
+        str,
+        typer.Option(help="sentences | sentences-all | lines | paragraphs | regex:PATTERN | given"),
     ] = "sentences",
 ) -> None:
     """Split each trace's text into steps (exact char spans into `text`)."""
@@ -254,12 +255,23 @@ def extract(
     dtype: Annotated[str, typer.Option(help="float32 | bfloat16 | float16.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     batch_tokens: Annotated[int, typer.Option(help="Padded tokens per forward batch.")] = 16384,
+    max_batch: Annotated[int, typer.Option(help="Most sequences per forward batch.")] = 64,
     window: Annotated[
         str, typer.Option(help="Traces over the context: error | sliding.")
     ] = "error",
+    window_overlap: Annotated[
+        int | None,
+        typer.Option(help="Tokens of left context each later sliding window repeats (n_ctx // 2)."),
+    ] = None,
     on_empty_step: Annotated[
         str, typer.Option(help="A step owning no token: error | merge.")
     ] = "error",
+    shard_traces: Annotated[
+        int, typer.Option(help="Traces per committed shard (the unit of resume).")
+    ] = 64,
+    store_dtype: Annotated[
+        str, typer.Option(help="dtype of the stored states: float32 | float16.")
+    ] = "float32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Pool per-step hidden states at some layers into a store."""
@@ -279,8 +291,12 @@ def extract(
         segmenter=segmenter,
         backend=backend,
         batch_tokens=batch_tokens,
+        max_batch=max_batch,
         window=window,
+        window_overlap=window_overlap,
         on_empty_step=on_empty_step,
+        shard_traces=shard_traces,
+        store_dtype=store_dtype,
         progress=progress,
     )
     typer.echo(store.summary())

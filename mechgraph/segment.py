@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from mechgraph.errors import ConfigError, TraceError
+from mechgraph.specs import NO_ARG, parse_spec, required
 
 __all__ = ["SEGMENTERS", "get_segmenter", "locate_steps", "segment_text"]
 
@@ -236,18 +237,19 @@ def get_segmenter(method: str) -> Callable[[str], list[Span]]:
     >>> get_segmenter("regex:\\\\d+")("a 12 b 3")
     [(2, 4), (7, 8)]
     """
-    if method in SEGMENTERS:
-        return SEGMENTERS[method]
-    if method.startswith("regex:"):
-        pattern = method[len("regex:") :]
-        try:
-            rx = re.compile(pattern)
-        except re.error as e:
-            raise ConfigError(f"segmenter {method!r}: invalid regular expression: {e}") from e
-        return lambda text: regex_spans(text, rx)
-    raise ConfigError(
-        f"unknown segmenter {method!r}; choose sentences, sentences-all, lines, paragraphs, given or regex:PATTERN"
-    )
+    kinds = {**dict.fromkeys(SEGMENTERS, NO_ARG), "given": NO_ARG, "regex": required("PATTERN")}
+    spec = parse_spec(method, kinds, "segmenter")
+    if spec.kind == "given":
+        raise ConfigError(
+            "segmenter 'given' has no span function: it keeps the steps each trace carries"
+        )
+    if spec.kind in SEGMENTERS:
+        return SEGMENTERS[spec.kind]
+    try:
+        rx = re.compile(spec.arg)
+    except re.error as e:
+        raise ConfigError(f"segmenter {method!r}: invalid regular expression: {e}") from e
+    return lambda text: regex_spans(text, rx)
 
 
 def segment_text(text: str, method: str = "sentences") -> list[Span]:

@@ -123,7 +123,7 @@ def test_load_run_checkpoint_from_file_field_and_columns(tmp_path):
         d, columns={"text": "problem", "correct": "{checkpoint}_changed"}, reasoning="none"
     )
     assert mapped[0].text == "P0" and mapped[0].correct is False
-    with pytest.raises(ConfigError, match="checkpoint must be"):
+    with pytest.raises(ConfigError, match="unknown checkpoint source"):
         load_run(d, checkpoint="field:")
     with pytest.raises(TraceError, match="no checkpoint field 'nope'"):
         load_run(d, checkpoint="field:nope")

@@ -23,12 +23,14 @@ from typing import Any
 
 from mechgraph.errors import ConfigError
 from mechgraph.labels.base import Labeller, StepLabel
+from mechgraph.specs import NO_ARG, optional, parse_spec, required, spec_forms
 from mechgraph.traces import Trace
 
 __all__ = [
     "DEFAULT_GRAMS",
     "HICRA_GRAMS",
     "METHODS",
+    "METHOD_KINDS",
     "get_labeller",
     "grams_path",
     "label_records",
@@ -39,7 +41,9 @@ __all__ = [
 DEFAULT_GRAMS = Path(__file__).parent / "data" / "strategic_grams.json"
 #: HICRA's published strategic grams (Wang et al. 2025, arXiv 2509.03646, appendix A).
 HICRA_GRAMS = Path(__file__).parent / "data" / "hicra_grams.json"
-METHODS = ("rules", "sg", "sg:hicra", "sg:PATH", "probe:PATH")
+#: The kinds of ``--method`` and what each takes after its colon (:mod:`mechgraph.specs`).
+METHOD_KINDS = {"rules": NO_ARG, "sg": optional("PATH", "hicra"), "probe": required("PATH")}
+METHODS = spec_forms(METHOD_KINDS)  # ("rules", "sg", "sg:hicra", "sg:PATH", "probe:PATH")
 
 
 def grams_path(arg: str | os.PathLike[str] | None) -> Path:
@@ -74,25 +78,20 @@ def get_labeller(
     >>> get_labeller("rules").name
     'rules'
     """
-    kind, _, arg = str(method).partition(":")
-    kind = kind.strip().lower()
-    if kind == "rules" and not arg:
+    spec = parse_spec(str(method), METHOD_KINDS, "labelling method")
+    if spec.kind == "rules":
         from mechgraph.labels.tagger import RuleLabeller
 
         return RuleLabeller(**kw)
-    if kind == "sg":
+    if spec.kind == "sg":
         from mechgraph.labels.grams import GramLabeller, load_grams
 
-        return GramLabeller(load_grams(grams_path(arg or grams)))
-    if kind == "probe":
-        if not arg:
-            raise ConfigError("method 'probe' needs the artifact folder: probe:PATH")
-        try:
-            from probes.labeller import ProbeLabeller
-        except ImportError as e:
-            raise ConfigError(f"method 'probe:PATH' needs the probes package: {e}") from None
-        return ProbeLabeller(arg, **kw)
-    raise ConfigError(f"unknown labelling method {method!r}; use one of {', '.join(METHODS)}")
+        return GramLabeller(load_grams(grams_path(spec.arg or grams)))
+    try:
+        from probes.labeller import ProbeLabeller
+    except ImportError as e:
+        raise ConfigError(f"method 'probe:PATH' needs the probes package: {e}") from None
+    return ProbeLabeller(spec.arg, **kw)
 
 
 def label_traces(

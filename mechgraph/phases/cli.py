@@ -156,6 +156,22 @@ def phases_command(
         "auto"
     ),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap replicates.")] = 200,
+    level: Annotated[float, typer.Option(help="Interval level of every CI.")] = 0.95,
+    segmenter: Annotated[
+        str, typer.Option(help="Sentence splitter of the tagger and the graph steps.")
+    ] = "sentences-all",
+    batch_tokens: Annotated[
+        int, typer.Option("--batch-tokens", help="Padded tokens per forward batch.")
+    ] = 8192,
+    min_size: Annotated[
+        int, typer.Option("--min-size", help="Fewest checkpoints per change-point segment.")
+    ] = 3,
+    se_window: Annotated[
+        int, typer.Option("--se-window", help="Checkpoints whose SEs are averaged (odd).")
+    ] = 5,
+    recentre: Annotated[
+        bool, typer.Option(help="Refit replicates as fit + (replicate - series).")
+    ] = True,
     rarefy: Annotated[
         int | None, typer.Option(help="Gram occurrences of the rarefied semantic entropy.")
     ] = None,
@@ -185,6 +201,9 @@ def phases_command(
         order=tuple(o.strip() for o in order.split(",") if o.strip()) or None,
         paired=paired,
         n_boot=n_boot,
+        level=level,
+        segmenter=segmenter,
+        batch_tokens=batch_tokens,
         seed=seed,
         rarefy=rarefy,
         workers=workers,
@@ -207,6 +226,9 @@ def phases_command(
         n_changes=n_changes,
         penalty=penalty,
         level=cfg.level,
+        min_size=min_size,
+        se_window=se_window,
+        recentre=recentre,
     )
     samples = load_samples(
         list(traces),

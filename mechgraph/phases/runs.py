@@ -27,9 +27,12 @@ import numpy as np
 
 from mechgraph.errors import ConfigError, TraceError
 from mechgraph.io import read_jsonl
+from mechgraph.specs import NO_ARG, parse_spec, required, spec_forms
 from mechgraph.traces import Trace, trace_from_record
 
 __all__ = [
+    "CHECKPOINT_KINDS",
+    "REASONING_KINDS",
     "REASONING_RULES",
     "checkpoint_order",
     "checkpoint_value",
@@ -47,7 +50,17 @@ _ASSISTANT = re.compile(
     r"|(?:^|\n)assistant\s*\n"
     r"|<｜Assistant｜>"
 )
-REASONING_RULES = ("auto", "chat", "think", "after:MARKER", "none")
+#: Reasoning rules (:func:`reasoning_text`) and what each takes after its colon.
+REASONING_KINDS = {
+    "auto": NO_ARG,
+    "chat": NO_ARG,
+    "think": NO_ARG,
+    "after": required("MARKER"),
+    "none": NO_ARG,
+}
+REASONING_RULES = spec_forms(REASONING_KINDS)  # auto, chat, think, after:MARKER, none
+#: Where :func:`load_run` reads each sample's checkpoint.
+CHECKPOINT_KINDS = {"auto": NO_ARG, "file": NO_ARG, "field": required("NAME")}
 _TEXT_COLS = ("text", "output", "completion", "response", "generation")
 _CORRECT_COLS = ("correct", "is_correct", "{checkpoint}_correct")
 _REWARD_COLS = ("reward", "score", "rewards")
@@ -159,7 +172,8 @@ def reasoning_text(full: str, rule: str = "auto") -> tuple[str, str]:
     >>> reasoning_text("Q: 2+2? <think>so 4</think> 4", "think")
     ('Q: 2+2? <think>', 'so 4')
     """
-    kind, _, arg = rule.partition(":")
+    spec = parse_spec(rule, REASONING_KINDS, "reasoning rule")
+    kind, arg = spec.kind, spec.arg
     if kind in ("auto", "chat"):
         last = None
         for last in _ASSISTANT.finditer(full):  # noqa: B007
@@ -177,15 +191,11 @@ def reasoning_text(full: str, rule: str = "auto") -> tuple[str, str]:
         b = full.find("</think>", a)
         return full[:a], full[a : b if b >= 0 else len(full)]
     if kind == "after":
-        if not arg:
-            raise ConfigError("rule 'after' needs a marker: after:MARKER")
         a = full.rfind(arg)
         if a < 0:
             raise TraceError(f"marker {arg!r} not found (rule 'after:')")
         return full[: a + len(arg)], full[a + len(arg) :]
-    if kind == "none" and not arg:
-        return "", full
-    raise ConfigError(f"unknown reasoning rule {rule!r}; use one of {', '.join(REASONING_RULES)}")
+    return "", full  # none
 
 
 # ---------------------------------------------------------------- run folders
@@ -274,10 +284,9 @@ def load_run(
     [('50/0', '50', 'So 4.', True), ('100/0', '100', 'So 4.', True)]
     """
     columns = dict(columns or {})
-    kind, _, field_name = checkpoint.partition(":")
-    if kind not in ("auto", "file", "field") or (kind == "field") != bool(field_name):
-        raise ConfigError(f"checkpoint must be 'auto', 'file' or 'field:NAME', got {checkpoint!r}")
-    _check_rule(reasoning)
+    ckpt = parse_spec(checkpoint, CHECKPOINT_KINDS, "checkpoint source")
+    kind, field_name = ckpt.kind, ckpt.arg
+    parse_spec(reasoning, REASONING_KINDS, "reasoning rule")  # checked before any file is read
     traces: list[Trace] = []
     per_ckpt: dict[str, int] = {}
     for path in _run_files(source, pattern):
@@ -296,14 +305,6 @@ def load_run(
             raise TraceError(f"duplicate sample id {t.id!r} in {source}")
         seen.add(t.id)
     return traces
-
-
-def _check_rule(rule: str) -> None:
-    kind, _, arg = rule.partition(":")
-    if kind not in ("auto", "chat", "think", "after", "none") or (kind == "after") != bool(arg):
-        raise ConfigError(
-            f"unknown reasoning rule {rule!r}; use one of {', '.join(REASONING_RULES)}"
-        )
 
 
 def _run_record(rec, where, path, per_ckpt, columns, kind, field_name, reasoning) -> Trace:

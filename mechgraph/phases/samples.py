@@ -21,9 +21,13 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
+from mechgraph.specs import NO_ARG, optional, parse_spec, required
 from mechgraph.traces import Trace
 
-__all__ = ["SampleTable", "prompt_key", "sample_numbers", "sample_table"]
+__all__ = ["PLANNING_KINDS", "SampleTable", "prompt_key", "sample_numbers", "sample_table"]
+
+#: Planning sources of :func:`sample_table` and what each takes after its colon.
+PLANNING_KINDS = {"rules": NO_ARG, "sg": optional("PATH", "hicra"), "probe": required("PATH")}
 
 _STATE: dict[str, Any] = {}
 
@@ -201,16 +205,9 @@ def sample_table(
         if t.checkpoint is None:
             raise ConfigError(f"trace {t.id!r}: no checkpoint (tag every sample with one)")
     sem = load_grams(grams_path(None if grams in (None, "mechgraph") else grams)).grams
-    kind, _, arg = planning.partition(":")
-    plan_grams = None
-    if kind == "sg":
-        plan_grams = load_grams(grams_path(arg)).grams
-    elif (
-        kind not in ("rules", "probe") or (kind == "rules" and arg) or (kind == "probe" and not arg)
-    ):
-        raise ConfigError(
-            f"unknown planning source {planning!r}; use rules, sg, sg:hicra, sg:PATH or probe:PATH"
-        )
+    spec = parse_spec(planning, PLANNING_KINDS, "planning source")
+    kind = spec.kind
+    plan_grams = load_grams(grams_path(spec.arg)).grams if kind == "sg" else None
     correct, reward = sample_numbers(traces)  # checked before any work
     texts = [t.text for t in traces]
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)

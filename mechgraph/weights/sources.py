@@ -31,9 +31,11 @@ import numpy as np
 
 from mechgraph.align import token_anchors, tokenize_with_offsets
 from mechgraph.errors import ConfigError, TraceError
+from mechgraph.specs import NO_ARG, optional, parse_spec, required
 from mechgraph.traces import Trace
 
 __all__ = [
+    "PLANNING_KINDS",
     "PlanningSource",
     "completion_entropy",
     "planning_source",
@@ -43,6 +45,14 @@ __all__ = [
 ]
 
 Span = tuple[int, int]
+
+#: The kinds of a planning-source string and what each takes after its colon.
+PLANNING_KINDS = {
+    "sg": optional("PATH", "hicra"),
+    "rules": NO_ARG,
+    "probe": required("PATH"),
+    "none": NO_ARG,
+}
 
 
 class PlanningSource:
@@ -101,23 +111,15 @@ class PlanningSource:
             self._matcher = GramMatcher(spec)
             return
         self.name = spec
-        kind, _, arg = spec.partition(":")
-        kind = kind.strip().lower()
-        if kind == "none" and not arg:
-            return
-        if kind == "sg":
+        parsed = parse_spec(spec, PLANNING_KINDS, "planning source")
+        if parsed.kind == "sg":
             from mechgraph.labels import grams_path, load_grams
 
-            self._matcher = load_grams(grams_path(arg)).matcher()
-            return
-        if kind in ("rules", "probe"):
+            self._matcher = load_grams(grams_path(parsed.arg)).matcher()
+        elif parsed.kind in ("rules", "probe"):
             from mechgraph.labels import get_labeller
 
             self._labeller = get_labeller(spec, **labeller_kw)
-            return
-        raise ConfigError(
-            f"unknown planning source {spec!r}; use sg, sg:PATH, rules, probe:PATH or none"
-        )
 
     def __call__(self, text: str) -> list[Span]:
         """Merged char spans of planning in ``text``."""
