@@ -156,6 +156,7 @@ def train_probe(
     estimator: str = "logistic",
     params: dict[str, Any] | None = None,
     n_splits: int = 5,
+    task: str = "auto",
     pool: str = "mean",
     hook: str = "resid_post",
     out: str | os.PathLike[str] | None = None,
@@ -178,6 +179,8 @@ def train_probe(
         Estimator parameters.
     n_splits : int
         Grouped CV folds.
+    task : {"auto", "binary", "multiclass", "regression"}
+        See :class:`~probes.sweep.SweepConfig` (``auto``: from the target's values).
     pool, hook : str
         Which states of the store to read.
     out : path, optional
@@ -200,13 +203,13 @@ def train_probe(
 
         where = store if isinstance(store, str | os.PathLike) else getattr(store, "path", None)
         check_output(out, [where, labels], kind="folder", replaces=True)
+    if target.startswith("importance") and estimator == "logistic":
+        estimator = "ridge"
+    cfg = SweepConfig(estimator=estimator, params=dict(params or {}), n_splits=n_splits, task=task)
     if isinstance(store, str | os.PathLike):
         from mechgraph.store import open_store
 
         store = open_store(store)
-    if target.startswith("importance") and estimator == "logistic":
-        estimator = "ridge"
-    cfg = SweepConfig(estimator=estimator, params=dict(params or {}), n_splits=n_splits)
     steps = store.steps
     lab = read_label_jsonl(labels) if labels is not None else None
     y, keep = targets(steps, target, lab)
@@ -276,6 +279,10 @@ def probe_command(
     c: Annotated[float | None, typer.Option("--C", help="Logistic inverse regularisation.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Ridge regularisation.")] = None,
     n_splits: Annotated[int, typer.Option(help="Grouped CV folds.")] = 5,
+    task: Annotated[
+        str,
+        typer.Option(help="auto (from the target's values) | binary | multiclass | regression"),
+    ] = "auto",
     pool: Annotated[str, typer.Option(help="Pooling of the states.")] = "mean",
     hook: Annotated[str, typer.Option(help="Hook kind of the states.")] = "resid_post",
     out: Annotated[Path | None, typer.Option(help="Artifact folder for the best probe.")] = None,
@@ -295,6 +302,7 @@ def probe_command(
             estimator=estimator,
             params=params,
             n_splits=n_splits,
+            task=task,
             pool=pool,
             hook=hook,
             out=out,

@@ -18,6 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from mechgraph.cli import app
+from mechgraph.errors import ConfigError
 from mechgraph.extract import ExtractConfig
 from mechgraph.graphs.corpus import GraphConfig
 from mechgraph.graphs.metrics import MetricOptions
@@ -40,6 +41,10 @@ ALIASES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("probe", "SweepConfig"): {"params": ("c", "alpha")},
     # the sweep picks the probe's layer among --layers; params from --C / --alpha
     ("probe", "ProbeConfig"): {"layer": ("layers",), "params": ("c", "alpha")},
+    # one JSON option (a JSON object or a .json file) carries the rule tagger's settings
+    ("label", "TaggerConfig"): {
+        f.name: ("tagger_config",) for f in dataclasses.fields(TaggerConfig) if f.init
+    },
 }
 
 #: (command, config) -> {field: the nested config, checked as a pair of its own}
@@ -51,46 +56,17 @@ NESTED: dict[tuple[str, str], dict[str, str]] = {
 #: (command, config) -> {field: why it is not an option}
 ALLOW: dict[tuple[str, str], dict[str, str]] = {
     ("extract", "ExtractConfig"): {},
-    ("graph", "GraphConfig"): {
-        "aha_source": "TODO(missing option)",
-    },
-    ("graph", "NodeSpaceConfig"): {
-        "method": "TODO(missing option)",
-        "n_init": "TODO(missing option)",
-        "max_iter": "TODO(missing option)",
-        "minibatch_threshold": "TODO(missing option)",
-        "batch_size": "TODO(missing option)",
-        "min_steps_per_node": "TODO(missing option)",
-        "max_fit_steps": "TODO(missing option)",
-    },
-    ("graph", "MetricOptions"): {
-        "max_cycles": "TODO(missing option)",
-        "distance_agg": "TODO(missing option)",
-        "sigma_clustering": "TODO(missing option)",
-        "sigma_nrand": "TODO(missing option)",
-        "sigma_niter": "TODO(missing option)",
-    },
+    ("graph", "GraphConfig"): {},
+    ("graph", "NodeSpaceConfig"): {},
+    ("graph", "MetricOptions"): {},
     ("phases", "PhaseConfig"): {
         "store": "derived: the reader's store is written next to --out",
     },
     ("phases", "ChangeConfig"): {},  # level: --level sets PhaseConfig.level, copied here
-    ("weights", "WeightsConfig"): {
-        "weight_fill": "TODO(missing option)",
-    },
+    ("weights", "WeightsConfig"): {},
     ("label", "run_label"): {},
-    # `label` builds RuleLabeller() with the default TaggerConfig: its calibration is
-    # unreachable from the command line (may be deliberate; the owner decides)
-    ("label", "TaggerConfig"): {
-        "setup_window": "TODO(missing option)",
-        "final_window": "TODO(missing option)",
-        "temperature": "TODO(missing option)",
-        "check_window": "TODO(missing option)",
-        "check_bonus": "TODO(missing option)",
-        "priors": "TODO(missing option)",
-    },
-    ("probe", "SweepConfig"): {
-        "task": "TODO(missing option)",
-    },
+    ("label", "TaggerConfig"): {},  # all through --tagger-config (ALIASES)
+    ("probe", "SweepConfig"): {},
     # a saved probe's description: all but the training choices come from the store,
     # the fitted estimator and the sweep
     ("probe", "ProbeConfig"): {
@@ -226,3 +202,176 @@ def test_extract_defaults_match_the_config(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     options = {k: v for k, v in seen.items() if k not in ("model", "dtype", "device")}
     assert ExtractConfig(**options) == ExtractConfig()
+
+
+class _Stop(Exception):
+    """Raised by a fake stage once it has seen the config a command built."""
+
+
+def _stop_with(seen: dict, key: str, index: int | None = None):
+    def fake(*args, **kwargs):
+        seen[key] = args[index] if index is not None else kwargs
+        raise _Stop
+
+    return fake
+
+
+def _graph_config(tmp_path, monkeypatch, *options: str) -> GraphConfig:
+    corpus = importlib.import_module("mechgraph.graphs.corpus")
+    seen: dict = {}
+    monkeypatch.setattr(corpus, "analyze_corpus", _stop_with(seen, "cfg", 1))
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    out = tmp_path / "m.parquet"
+    res = CliRunner().invoke(app, ["graph", str(store), "--layer", "3", "-o", str(out), *options])
+    assert isinstance(res.exception, _Stop), res.output
+    return seen["cfg"]
+
+
+def test_graph_defaults_match_the_config(tmp_path, monkeypatch):
+    assert _graph_config(tmp_path, monkeypatch) == GraphConfig(layer=3)
+
+
+def test_graph_options_reach_the_config(tmp_path, monkeypatch):
+    cfg = _graph_config(
+        tmp_path,
+        monkeypatch,
+        *("--aha-source", "lexicon", "--method", "minibatch", "--n-init", "3"),
+        *("--max-iter", "50", "--minibatch-threshold", "7", "--batch-size", "64"),
+        *("--min-steps-per-node", "2", "--max-fit-steps", "900", "--max-cycles", "99"),
+        *("--distance-agg", "min", "--sigma-clustering", "transitivity"),
+        *("--sigma-nrand", "4", "--sigma-niter", "8", "--seed", "5"),
+    )
+    assert cfg == GraphConfig(
+        layer=3,
+        aha_source="lexicon",
+        seed=5,
+        nodes=NodeSpaceConfig(
+            method="minibatch",
+            random_state=5,
+            n_init=3,
+            max_iter=50,
+            minibatch_threshold=7,
+            batch_size=64,
+            min_steps_per_node=2,
+            max_fit_steps=900,
+        ),
+        metrics=MetricOptions(
+            max_cycles=99,
+            distance_agg="min",
+            sigma_clustering="transitivity",
+            sigma_nrand=4,
+            sigma_niter=8,
+            seed=5,
+        ),
+    )
+
+
+def test_graph_bad_choice_is_a_config_error(tmp_path, monkeypatch):
+    corpus = importlib.import_module("mechgraph.graphs.corpus")
+    monkeypatch.setattr(corpus, "analyze_corpus", _stop_with({}, "cfg", 1))
+    (tmp_path / "s").mkdir()
+    args = ["graph", str(tmp_path / "s"), "--layer", "1", "-o", str(tmp_path / "m.parquet")]
+    res = CliRunner().invoke(app, [*args, "--distance-agg", "max"])
+    # the main entry point prints mechgraph errors as one line (tests/test_cli.py)
+    assert isinstance(res.exception, ConfigError) and "distance_agg must be one of" in str(
+        res.exception
+    )
+
+
+def _weights_config(tmp_path, monkeypatch, *options: str) -> WeightsConfig:
+    build = importlib.import_module("mechgraph.weights.build")
+    seen: dict = {}
+    monkeypatch.setattr(build, "WeightsConfig", _stop_with(seen, "kw"))
+    traces = tmp_path / "t.jsonl"
+    traces.write_text('{"id": "a", "text": "x"}\n')
+    res = CliRunner().invoke(
+        app, ["weights", str(traces), "-o", str(tmp_path / "w.parquet"), *options]
+    )
+    assert isinstance(res.exception, _Stop), res.output
+    return WeightsConfig(**seen["kw"])
+
+
+def test_weights_defaults_match_the_config(tmp_path, monkeypatch):
+    assert _weights_config(tmp_path, monkeypatch) == WeightsConfig()
+
+
+def test_weights_options_reach_the_config(tmp_path, monkeypatch):
+    cfg = _weights_config(tmp_path, monkeypatch, "--weight-fill", "0.25", "--normalize", "mean")
+    assert cfg == WeightsConfig(weight_fill=0.25, normalize="mean")
+
+
+def _sweep_config(tmp_path, monkeypatch, *options: str) -> SweepConfig:
+    train = importlib.import_module("probes.train")
+    seen: dict = {}
+    monkeypatch.setattr(train, "SweepConfig", _stop_with(seen, "kw"))
+    res = CliRunner().invoke(app, ["probe", str(tmp_path / "store"), *options])
+    assert isinstance(res.exception, _Stop), res.output
+    return SweepConfig(**seen["kw"])
+
+
+def test_probe_defaults_match_the_config(tmp_path, monkeypatch):
+    assert _sweep_config(tmp_path, monkeypatch) == SweepConfig()
+
+
+def test_probe_options_reach_the_config(tmp_path, monkeypatch):
+    cfg = _sweep_config(tmp_path, monkeypatch, "--task", "multiclass", "--C", "0.1")
+    assert cfg == SweepConfig(task="multiclass", params={"C": 0.1})
+
+
+def test_probe_bad_task_is_one_line(tmp_path):
+    res = CliRunner().invoke(app, ["probe", str(tmp_path / "store"), "--task", "ordinal"])
+    assert res.exit_code == 1 and "task must be auto or one of" in res.output
+
+
+def _label_tagger(tmp_path, monkeypatch, *options: str):
+    tagger = importlib.import_module("mechgraph.labels.tagger")
+    seen: dict = {}
+    real = tagger.RuleLabeller
+
+    class Spy(real):
+        def __init__(self, config=None):
+            seen["config"] = config
+            super().__init__(config)
+
+    monkeypatch.setattr(tagger, "RuleLabeller", Spy)
+    traces = tmp_path / "t.jsonl"
+    traces.write_text('{"id": "a", "text": "Let me try. So 1 + 1 = 2."}\n')
+    out = tmp_path / "labels.jsonl"
+    res = CliRunner().invoke(app, ["label", str(traces), "-o", str(out), *options])
+    return res, seen.get("config"), out
+
+
+def test_label_tagger_config_reaches_the_labeller(tmp_path, monkeypatch):
+    import json
+
+    res, config, out = _label_tagger(tmp_path, monkeypatch)
+    assert res.exit_code == 0, res.output
+    assert config is None  # RuleLabeller() with the default TaggerConfig
+    raw = '{"temperature": 0.5, "priors": {"plan_generation": 1.0}}'
+    res, config, out = _label_tagger(tmp_path, monkeypatch, "--tagger-config", raw)
+    assert res.exit_code == 0, res.output
+    assert config == TaggerConfig(temperature=0.5, priors={"plan_generation": 1.0})
+    record = json.loads(out.with_name(out.name + ".artifact.json").read_text())
+    assert record["config"]["tagger"]["temperature"] == 0.5
+    path = tmp_path / "tagger.json"
+    path.write_text('{"setup_window": 1, "check_bonus": 0.1}')
+    res, config, _ = _label_tagger(tmp_path, monkeypatch, "--tagger-config", str(path))
+    assert res.exit_code == 0, res.output
+    assert config == TaggerConfig(setup_window=1, check_bonus=0.1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--tagger-config", '{"temprature": 2}'), "unknown TaggerConfig field(s) ['temprature']"),
+        (("--tagger-config", '{"temperature": 0}'), "temperature must be > 0"),
+        (("--tagger-config", "[1]"), "neither a JSON object nor a .json file"),
+        (("--tagger-config", "{oops"), "not valid JSON"),
+        (("--tagger-config", "{}", "--method", "sg"), "is for --method rules"),
+    ],
+)
+def test_label_bad_tagger_config_is_one_line(tmp_path, monkeypatch, options, message):
+    res, _, out = _label_tagger(tmp_path, monkeypatch, *options)
+    assert res.exit_code == 1 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()

@@ -223,6 +223,59 @@ def graph_command(
     ] = "analytic",
     standardize: Annotated[bool, typer.Option(help="Standardise states before k-means.")] = False,
     pca: Annotated[int | None, typer.Option(help="PCA components before k-means.")] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="k-means: auto (KMeans up to --minibatch-threshold fitted steps, then "
+            "MiniBatchKMeans) | kmeans | minibatch.",
+        ),
+    ] = "auto",
+    n_init: Annotated[int, typer.Option("--n-init", help="k-means restarts.")] = 1,
+    max_iter: Annotated[int, typer.Option("--max-iter", help="k-means iterations.")] = 300,
+    minibatch_threshold: Annotated[
+        int,
+        typer.Option("--minibatch-threshold", help="Fitted steps above which auto is minibatch."),
+    ] = 50_000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="MiniBatchKMeans batch size.")
+    ] = 4096,
+    min_steps_per_node: Annotated[
+        int,
+        typer.Option(
+            "--min-steps-per-node",
+            help="Fewer than k * N steps: warn and use max(2, steps // N) nodes.",
+        ),
+    ] = 5,
+    max_fit_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--max-fit-steps", help="Fit k-means on a seeded subsample of at most N steps."
+        ),
+    ] = None,
+    max_cycles: Annotated[
+        int, typer.Option("--max-cycles", help="Stop counting cycles at N (n_cycles_capped).")
+    ] = 1_000_000,
+    distance_agg: Annotated[
+        str, typer.Option("--distance-agg", help="Edge distance over its transitions: mean | min.")
+    ] = "mean",
+    sigma_clustering: Annotated[
+        str,
+        typer.Option("--sigma-clustering", help="Clustering in sigma: average | transitivity."),
+    ] = "average",
+    sigma_nrand: Annotated[
+        int, typer.Option("--sigma-nrand", help="Random graphs of the sampled sigma baseline.")
+    ] = 10,
+    sigma_niter: Annotated[
+        int,
+        typer.Option("--sigma-niter", help="Rewiring rounds per edge of the sampled baseline."),
+    ] = 100,
+    aha_source: Annotated[
+        str,
+        typer.Option(
+            "--aha-source", help="Reconsideration steps of the aha table: auto | labels | lexicon."
+        ),
+    ] = "auto",
     homology: Annotated[
         bool, typer.Option(help="Add persistent-homology columns (needs ripser).")
     ] = False,
@@ -272,11 +325,28 @@ def graph_command(
         layer=layer,
         pool=pool,
         hook=hook,
-        nodes=NodeSpaceConfig(k=k, random_state=seed, standardize=standardize, pca_components=pca),
+        nodes=NodeSpaceConfig(
+            k=k,
+            method=method,
+            standardize=standardize,
+            pca_components=pca,
+            random_state=seed,
+            n_init=n_init,
+            max_iter=max_iter,
+            minibatch_threshold=minibatch_threshold,
+            batch_size=batch_size,
+            min_steps_per_node=min_steps_per_node,
+            max_fit_steps=max_fit_steps,
+        ),
         metrics=MetricOptions(
             self_loops=self_loops,
             cycle_length_bound=cycle_length_bound,
+            max_cycles=max_cycles,
+            distance_agg=distance_agg,
             sigma_baseline=sigma_baseline,
+            sigma_clustering=sigma_clustering,
+            sigma_nrand=sigma_nrand,
+            sigma_niter=sigma_niter,
             seed=seed,
         ),
         n_null=n_null,
@@ -285,6 +355,7 @@ def graph_command(
         seed=seed,
         homology=homology,
         homology_null=homology_null,
+        aha_source=aha_source,
         match_steps=match_steps,
         pair_by=pair_by,
     )

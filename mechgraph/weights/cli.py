@@ -25,6 +25,7 @@ def run_weights(
     tokenizer: str = "default",
     model: str | None = None,
     normalize: str = "none",
+    weight_fill: float = 1.0,
     segmenter: str = "sentences",
     format: str | None = None,
     device: str | None = None,
@@ -38,7 +39,7 @@ def run_weights(
     out : path
         ``.parquet``, ``.jsonl`` or ``.safetensors`` (the format; any other extension is
         refused before any work, as is an ``out`` that is one of the inputs).
-    planning, importance, tokenizer, model, normalize, segmenter
+    planning, importance, tokenizer, model, normalize, weight_fill, segmenter
         See :class:`~mechgraph.weights.build.WeightsConfig`.
     format : str, optional
         The format; it must agree with the extension of ``out``.
@@ -74,6 +75,7 @@ def run_weights(
         tokenizer=tokenizer,
         model=model,
         normalize=normalize,
+        weight_fill=weight_fill,
         segmenter=segmenter,
     )
     traces = load_traces(input)
@@ -115,6 +117,12 @@ def weights_command(
     normalize: Annotated[
         str, typer.Option(help="Per-completion weight scaling: none | mean | center | max.")
     ] = "none",
+    weight_fill: Annotated[
+        float,
+        typer.Option(
+            "--weight-fill", help="Weight of tokens no importance source covers (1.0: neutral)."
+        ),
+    ] = 1.0,
     segmenter: Annotated[
         str, typer.Option(help="Sentence splitter for rules / probes (traces without steps).")
     ] = "sentences",
@@ -138,6 +146,7 @@ def weights_command(
             tokenizer=tokenizer,
             model=model,
             normalize=normalize,
+            weight_fill=weight_fill,
             segmenter=segmenter,
             format=format,
             device=device,
