@@ -177,3 +177,35 @@ def test_mechgraph_run_on_the_default_model(tmp_path):
     assert len(graph.table) == 6 and "n_cycles_z_shuffle" in graph.table
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and again.stdout.count("up to date") == 6
+
+
+@pytest.mark.parametrize("delay", [1.5, 4.0])
+def test_sigkilled_run_resumes_to_identical_artifacts(cfg, tmp_path, delay):
+    """A real kill (SIGKILL) mid-run, then `mechgraph run` again: the same folder contents."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        f'model = "{cfg.model}"\nlayers = [0, 2]\n[extract]\nwindow = "sliding"\n'
+        "[graph]\nk = 4\nn_null = 2\n[importance]\nmax_tokens = 96\n"
+        f'[weights]\ntokenizer = "{cfg.model}"\n'
+    )
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mechgraph.cli", "run", str(toml), "--out", str(run)]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
+    clean = _hashes(run)
+    shutil.rmtree(run)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    unfinished = [n for n in OUTPUTS if not (run / n).exists() or read_info(run / n) is None]
+    assert unfinished, "the run ended before the kill: the test would prove nothing"
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert _hashes(run) == clean
