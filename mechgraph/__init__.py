@@ -46,7 +46,7 @@ from mechgraph.traces import Step, Trace, load_traces, segment_traces
 # analysis stages (scipy, networkx, ...). `mg.graph_table` imports mechgraph.graphs the
 # first time it is read.
 _LAZY = {
-    "mechgraph.align": ("align_spans", "token_mask"),
+    "mechgraph.align": ("align_spans", "prepare_trace", "token_mask"),
     "mechgraph.errors": (
         "AlignmentError",
         "ArtifactError",
@@ -56,7 +56,7 @@ _LAZY = {
         "TraceError",
     ),
     "mechgraph.segment": ("segment_text",),
-    "mechgraph.extract": ("ExtractConfig", "extract", "prepare_trace"),
+    "mechgraph.extract": ("ExtractConfig", "extract"),
     "mechgraph.models": ("LoadedModel", "load_model", "load_tokenizer"),
     "mechgraph.store": ("Store", "open_store"),
     "mechgraph.artifacts": ("load",),

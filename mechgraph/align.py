@@ -23,13 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from mechgraph.errors import AlignmentError, ConfigError
+from mechgraph.errors import AlignmentError, ConfigError, TraceError
+from mechgraph.traces import Step, Trace
 
 __all__ = [
     "align_spans",
     "empty_spans",
+    "prepare_trace",
     "token_anchors",
     "token_mask",
+    "tokenize_traces",
     "tokenize_with_offsets",
 ]
 
@@ -191,3 +194,68 @@ def empty_spans(tok_spans: Sequence[tuple[int, int]]) -> list[int]:
     [1]
     """
     return [k for k, (a, _) in enumerate(tok_spans) if a < 0]
+
+
+def tokenize_traces(tok: Any, traces: Sequence[Trace]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ids and char offsets of ``prompt + text`` for each trace, in one batched call.
+
+    The tokenizer's special tokens are added, except where the prompt already starts with
+    the BOS string (no doubled BOS).
+    """
+    bos = getattr(tok, "bos_token", None)
+    fulls = [t.prompt + t.text for t in traces]
+    out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(fulls)  # type: ignore[list-item]
+    for add_special in (True, False):
+        idx = [i for i, f in enumerate(fulls) if (not (bos and f.startswith(bos))) == add_special]
+        if not idx:
+            continue
+        pairs = tokenize_with_offsets(tok, [fulls[i] for i in idx], add_special)
+        for i, (ids, off) in zip(idx, pairs, strict=True):
+            if len(ids) == 0:
+                raise TraceError(f"trace {traces[i].id!r}: tokenises to no token")
+            out[i] = (ids, off)
+    return out
+
+
+def prepare_trace(trace: Trace, tokenizer: Any, on_empty_step: str = "error", encoded=None):
+    """Tokenise ``prompt + text`` and align the trace's steps to the ids.
+
+    Returns
+    -------
+    ids : ndarray of int64
+    steps : list of Step
+        The steps (merged where a step owned no token and ``on_empty_step="merge"``).
+    tok_spans : list of (int, int)
+        ``[tok_start, tok_end)`` of each step into ``ids``.
+
+    Examples
+    --------
+    >>> from mechgraph.models import load_tokenizer  # doctest: +SKIP
+    >>> ids, steps, spans = prepare_trace(trace, load_tokenizer())  # doctest: +SKIP
+    """
+    if not trace.steps:
+        raise TraceError(f"trace {trace.id!r}: has no steps (segment it first)")
+    full = trace.prompt + trace.text
+    ids, off = encoded if encoded is not None else tokenize_traces(tokenizer, [trace])[0]
+    P = len(trace.prompt)
+    steps = list(trace.steps)
+    while True:
+        spans = align_spans(full, off, [(s.start + P, s.end + P) for s in steps], trace_id=trace.id)
+        empty = empty_spans(spans)
+        if not empty:
+            return ids, steps, spans
+        k = empty[0]
+        if on_empty_step == "error" or len(steps) == 1:
+            raise AlignmentError(
+                f"trace {trace.id!r}: step {k} ({steps[k].text[:40]!r}) owns no token: a "
+                "token covering it starts in another step; pass on_empty_step='merge' "
+                "(--on-empty-step merge) to merge it into its neighbour"
+            )
+        j = k - 1 if k > 0 else k + 1
+        keep, lo, hi = (
+            steps[j],
+            min(steps[j].start, steps[k].start),
+            max(steps[j].end, steps[k].end),
+        )
+        steps[min(j, k)] = Step(lo, hi, trace.text[lo:hi], keep.label, keep.meta)
+        del steps[max(j, k)]

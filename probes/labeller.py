@@ -3,6 +3,11 @@
 The probe reads pooled states of one layer of one model. For new traces those states
 are extracted first, with the model, layer, hook and pool recorded in the artifact
 (:func:`extract_states`, the one place that calls :func:`mechgraph.extract`).
+
+:class:`ProbeLabeller` is the ``probe`` entry point of the ``mechgraph.labellers`` group
+(``pyproject.toml``): :func:`mechgraph.labels.get_labeller` calls it as the factory of
+``probe:PATH`` (``ProbeLabeller(PATH, **kw)``) without :mod:`mechgraph.labels` importing
+this package.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ are *dissimilar*. Rollouts from ``i + 1`` (which keep sentence i) are the refere
   smoothed (``alpha = 1``: Laplace) over the union of answers seen.
 
 Both are 0 when no rollout from i is dissimilar. Generation and embedding are pluggable
-(:class:`Generator`, :class:`Embedder`); :class:`HFGenerator` uses plain HF ``generate``.
+(:class:`Generator`; :class:`Embedder` is :class:`mechgraph.labels.Embedder`, any
+``list[str] -> (n, d)`` callable such as :func:`mechgraph.labels.minilm_embedder`, or an
+object with ``encode`` such as :class:`MiniLMEmbedder`); :class:`HFGenerator` uses plain
+HF ``generate``.
 :func:`ranking_reliability` says how reproducible a run's ranking is;
 :func:`mechgraph.importance.adaptive.adaptive_importance` is the cheaper sequential estimator.
 """
@@ -30,12 +33,12 @@ from mechgraph.configs import merge_config
 from mechgraph.errors import ConfigError, TraceError
 from mechgraph.importance.answers import ANSWER_MODES, extract_answer, normalize_answer
 from mechgraph.importance.generation import (
-    Embedder,
     Generator,
     HFGenerator,
     MiniLMEmbedder,
     rollout_seeds,
 )
+from mechgraph.labels.grams import Embedder, as_embedder
 from mechgraph.segment import segment_text
 from mechgraph.traces import Trace
 
@@ -220,7 +223,7 @@ def sample_rollouts(
     firsts = [first_sentence(t) for t in texts]
     answers = [normalize_answer(extract_answer(t, answer)) for t in texts]
     if i < len(steps):
-        emb = np.asarray(embedder.encode([steps[i].text.strip(), *firsts]), dtype=np.float64)
+        emb = as_embedder(embedder)([steps[i].text.strip(), *firsts]).astype(np.float64)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         sims = emb[1:] @ emb[0]
     else:
@@ -294,6 +297,8 @@ def counterfactual_importance(
     trace : Trace with steps
     generator : Generator
     embedder : Embedder
+        Any ``list[str] -> (n, d)`` callable (:class:`mechgraph.labels.Embedder`), or an
+        object with ``encode`` (:class:`MiniLMEmbedder`).
     config : ResamplingConfig, optional
     correct : str, optional
         The reference answer (default ``trace.answer``); without one, accuracy is NaN.

@@ -9,15 +9,21 @@
 * :func:`as_labeller`: plug in any callable labeller.
 * :func:`label_traces`, :func:`get_labeller`: label traces by method name;
   :func:`label_table` lines the labels up with a store's step rows.
+* :func:`register_labeller`, :func:`labeller_kinds`: add a labeller kind; kinds of later
+  stages (``probe:PATH``) come from the ``mechgraph.labellers`` entry points, so this
+  package imports nothing from them.
+* :class:`Embedder`: the one sentence-embedder protocol (``list[str] -> (n, d)``).
 """
 
 from mechgraph.labels.base import Labeller, SentenceLabeller, StepLabel
 from mechgraph.labels.external import CallableLabeller, as_labeller
 from mechgraph.labels.grams import (
+    Embedder,
     GramLabeller,
     GramMatcher,
     GramMinerConfig,
     StrategicGrams,
+    as_embedder,
     extract_ngrams,
     load_grams,
     mine_strategic_grams,
@@ -39,6 +45,8 @@ from mechgraph.labels.methods import (
     label_records,
     label_table,
     label_traces,
+    labeller_kinds,
+    register_labeller,
 )
 from mechgraph.labels.tagger import (
     PLANNING_TAGS,
@@ -57,6 +65,7 @@ __all__ = [
     "PLANNING_TAGS",
     "TAGS",
     "CallableLabeller",
+    "Embedder",
     "GramLabeller",
     "GramMatcher",
     "GramMinerConfig",
@@ -68,6 +77,7 @@ __all__ = [
     "StrategicGrams",
     "TagResult",
     "TaggerConfig",
+    "as_embedder",
     "as_labeller",
     "extract_ngrams",
     "get_labeller",
@@ -77,12 +87,14 @@ __all__ = [
     "label_records",
     "label_table",
     "label_traces",
+    "labeller_kinds",
     "load_grams",
     "merge_spans",
     "mine_strategic_grams",
     "minilm_embedder",
     "planning_spans",
     "planning_token_mask",
+    "register_labeller",
     "spans_token_mask",
     "tag_sentences",
     "tokenize_with_offsets",

@@ -128,10 +128,11 @@ def as_labeller(obj: Any, **kwargs: Any) -> Labeller:
 
     Parameters
     ----------
-    obj : Labeller, str or callable
-        A labeller is returned as is; a string is a method (``rules``, ``sg``,
-        ``sg:PATH``, ``probe:PATH``, see :func:`mechgraph.labels.get_labeller`); a callable
-        is wrapped in :class:`CallableLabeller` (``kwargs`` go to it).
+    obj : Labeller, str, Spec or callable
+        A labeller is returned as is; a string (or parsed :class:`~mechgraph.specs.Spec`)
+        is a method (``rules``, ``sg``, ``sg:PATH``, ``probe:PATH`` or a registered kind),
+        resolved by :func:`mechgraph.labels.get_labeller`, the one resolver of labeller
+        specs; a callable is wrapped in :class:`CallableLabeller` (``kwargs`` go to it).
 
     Examples
     --------
@@ -142,7 +143,9 @@ def as_labeller(obj: Any, **kwargs: Any) -> Labeller:
     """
     if isinstance(obj, Labeller):
         return obj
-    if isinstance(obj, str):
+    from mechgraph.specs import Spec
+
+    if isinstance(obj, str | Spec):
         from mechgraph.labels.methods import get_labeller
 
         return get_labeller(obj, **kwargs)

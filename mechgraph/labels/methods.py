@@ -12,38 +12,51 @@ Methods (the ``--method`` of ``mechgraph label``):
     the 249 grams HICRA published (:data:`HICRA_GRAMS`, arXiv 2509.03646, appendix A).
 ``probe:PATH``
     A probe artifact saved by ``probes`` (needs the model it was trained on).
+
+Kinds of later stages are not imported from here: ``probe`` is an entry point of the
+``mechgraph.labellers`` group (declared by the ``probes`` package in ``pyproject.toml``),
+loaded only when used; :func:`register_labeller` adds a kind in-process.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mechgraph.errors import ConfigError
 from mechgraph.labels.base import Labeller, StepLabel
-from mechgraph.specs import NO_ARG, optional, parse_spec, required, spec_forms
+from mechgraph.specs import NO_ARG, ArgRule, Spec, optional, parse_spec, required, spec_forms
 from mechgraph.traces import Trace
 
 __all__ = [
     "DEFAULT_GRAMS",
+    "ENTRY_POINT_GROUP",
     "HICRA_GRAMS",
-    "METHODS",
-    "METHOD_KINDS",
+    "LabellerFactory",
     "get_labeller",
     "grams_path",
     "label_records",
     "label_table",
     "label_traces",
+    "labeller_kinds",
+    "register_labeller",
 ]
 
 DEFAULT_GRAMS = Path(__file__).parent / "data" / "strategic_grams.json"
 #: HICRA's published strategic grams (Wang et al. 2025, arXiv 2509.03646, appendix A).
 HICRA_GRAMS = Path(__file__).parent / "data" / "hicra_grams.json"
-#: The kinds of ``--method`` and what each takes after its colon (:mod:`mechgraph.specs`).
-METHOD_KINDS = {"rules": NO_ARG, "sg": optional("PATH", "hicra"), "probe": required("PATH")}
-METHODS = spec_forms(METHOD_KINDS)  # ("rules", "sg", "sg:hicra", "sg:PATH", "probe:PATH")
+#: Entry-point group of labeller kinds from later stages or other packages
+#: (``probe = "probes.labeller:ProbeLabeller"``); each names a factory ``(arg, **kw)``.
+ENTRY_POINT_GROUP = "mechgraph.labellers"
+#: ``factory(arg, **kw) -> Labeller``; ``arg`` is the text after the kind's colon, or None.
+LabellerFactory = Callable[..., Labeller]
+# METHOD_KINDS / METHODS (the kinds of ``--method``, what each takes after its colon, and
+# their forms: rules, sg, sg:hicra, sg:PATH, probe:PATH) are computed on access, see
+# labeller_kinds() and the module __getattr__ below.
 
 
 def grams_path(arg: str | os.PathLike[str] | None) -> Path:
@@ -59,39 +72,149 @@ def grams_path(arg: str | os.PathLike[str] | None) -> Path:
     return HICRA_GRAMS if str(arg).lower() == "hicra" else Path(arg)
 
 
-def get_labeller(
-    method: str, *, grams: str | os.PathLike[str] | None = None, **kw: Any
-) -> Labeller:
-    """A labeller from its name.
+def _rules(arg: str | None, **kw: Any) -> Labeller:
+    from mechgraph.labels.tagger import RuleLabeller
+
+    return RuleLabeller(**kw)
+
+
+def _grams(arg: str | None, *, grams: str | os.PathLike[str] | None = None, **kw: Any) -> Labeller:
+    from mechgraph.labels.grams import GramLabeller, load_grams
+
+    return GramLabeller(load_grams(grams_path(arg or grams)))
+
+
+#: Built-in kinds: (what each takes after its colon, factory ``(arg, **kw) -> Labeller``).
+_BUILTIN: dict[str, tuple[ArgRule, LabellerFactory]] = {
+    "rules": (NO_ARG, _rules),
+    "sg": (optional("PATH", "hicra"), _grams),
+}
+#: Kinds registered in this process (:func:`register_labeller`); they win over entry points.
+_USER: dict[str, tuple[ArgRule, LabellerFactory]] = {}
+#: What an entry-point kind takes after its colon (the plug-in is loaded only when used).
+ENTRY_POINT_ARG = required("PATH")
+
+
+@functools.cache
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name.strip().lower(): ep for ep in sorted(eps, key=lambda ep: ep.name)}
+
+
+def labeller_kinds() -> dict[str, ArgRule]:
+    """Every labeller kind known now and what it takes after its colon.
+
+    Built-in kinds first (``rules``, ``sg``), then the ``mechgraph.labellers`` entry points
+    (``probe`` from the ``probes`` package), then kinds from :func:`register_labeller`.
+
+    Examples
+    --------
+    >>> list(labeller_kinds())[:3]
+    ['rules', 'sg', 'probe']
+    """
+    kinds = {k: rule for k, (rule, _) in _BUILTIN.items()}
+    kinds |= {k: ENTRY_POINT_ARG for k in _entry_points() if k not in kinds}
+    kinds |= {k: rule for k, (rule, _) in _USER.items()}
+    return kinds
+
+
+def register_labeller(
+    kind: str, factory: LabellerFactory, *, arg: ArgRule = optional("ARG")
+) -> None:
+    """Add a labeller kind, usable wherever a labelling method or planning source is read.
 
     Parameters
     ----------
-    method : str
-        ``rules``, ``sg``, ``sg:PATH`` or ``probe:PATH``.
+    kind : str
+        The name before the colon (case-insensitive, no colon); a built-in kind (``rules``,
+        ``sg``) cannot be replaced, an entry-point kind (``probe``) can.
+    factory : callable
+        ``factory(arg, **kw) -> Labeller``: ``arg`` is the text after the colon (None when
+        absent), ``kw`` the options of :func:`get_labeller` (e.g. ``device``).
+    arg : ArgRule
+        What the kind takes after its colon (default: an optional argument).
+
+    Examples
+    --------
+    >>> from mechgraph.labels.external import CallableLabeller
+    >>> def shout(arg, **kw):
+    ...     return CallableLabeller(lambda s: "plan_generation" if s.isupper() else "other",
+    ...                             per_sentence=True)
+    >>> register_labeller("shout", shout)  # doctest: +SKIP
+    >>> get_labeller("shout").label_sentences(["LET ME TRY."])[0].planning  # doctest: +SKIP
+    True
+    """
+    key = str(kind).strip().lower()
+    if not key or ":" in key:
+        raise ConfigError(f"a labeller kind must be a non-empty name without ':', got {kind!r}")
+    if key in _BUILTIN:
+        raise ConfigError(f"labeller kind {key!r} is built in and cannot be replaced")
+    if not callable(factory):
+        raise ConfigError(f"the factory of labeller kind {key!r} must be callable")
+    if not isinstance(arg, ArgRule):
+        raise ConfigError(f"arg of labeller kind {key!r} must be an ArgRule (mechgraph.specs)")
+    _USER[key] = (arg, factory)
+
+
+def _factory(kind: str) -> LabellerFactory:
+    if kind in _BUILTIN:
+        return _BUILTIN[kind][1]
+    if kind in _USER:
+        return _USER[kind][1]
+    ep = _entry_points()[kind]
+    try:
+        return ep.load()
+    except ImportError as e:  # e.g. probe:PATH without the probes package
+        raise ConfigError(
+            f"labelling method '{kind}:{ENTRY_POINT_ARG.metavar}' needs {ep.value!r}, "
+            f"which could not be imported: {e}"
+        ) from None
+
+
+def get_labeller(
+    method: str | Spec,
+    *,
+    grams: str | os.PathLike[str] | None = None,
+    what: str = "labelling method",
+    **kw: Any,
+) -> Labeller:
+    """A labeller from its name: the one resolver of labeller specs.
+
+    :func:`~mechgraph.labels.as_labeller` and
+    :class:`~mechgraph.weights.sources.PlanningSource` resolve strings through it. Kinds
+    of later stages (``probe:PATH``) come from the ``mechgraph.labellers`` entry points or
+    :func:`register_labeller`; this module imports none of them.
+
+    Parameters
+    ----------
+    method : str or Spec
+        ``rules``, ``sg``, ``sg:PATH``, ``probe:PATH`` or a registered ``KIND[:ARG]``.
     grams : path, optional
         Strategic-gram list for ``sg`` (same as ``sg:PATH``).
+    what : str
+        What the spec is, for error messages.
     **kw
-        Passed to the labeller (e.g. ``device`` for probes).
+        Passed to the labeller's factory (e.g. ``device`` for probes).
 
     Examples
     --------
     >>> get_labeller("rules").name
     'rules'
     """
-    spec = parse_spec(str(method), METHOD_KINDS, "labelling method")
-    if spec.kind == "rules":
-        from mechgraph.labels.tagger import RuleLabeller
-
-        return RuleLabeller(**kw)
+    text = str(method) if isinstance(method, Spec) else method
+    spec = parse_spec(text, labeller_kinds(), what)
     if spec.kind == "sg":
-        from mechgraph.labels.grams import GramLabeller, load_grams
+        kw["grams"] = grams
+    return _factory(spec.kind)(spec.arg, **kw)
 
-        return GramLabeller(load_grams(grams_path(spec.arg or grams)))
-    try:
-        from probes.labeller import ProbeLabeller
-    except ImportError as e:
-        raise ConfigError(f"method 'probe:PATH' needs the probes package: {e}") from None
-    return ProbeLabeller(spec.arg, **kw)
+
+def __getattr__(name: str) -> Any:
+    # live: entry points and registered kinds count
+    if name == "METHOD_KINDS":
+        return labeller_kinds()
+    if name == "METHODS":
+        return spec_forms(labeller_kinds())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def label_traces(

@@ -12,6 +12,9 @@ Planning sources find planning on the *text*, as char spans (never on tokens), t
     tagger.
 ``probe:PATH``
     Whole sentences a trained probe calls planning (needs the model it was trained on).
+``KIND[:ARG]``
+    Any labeller kind registered with :func:`mechgraph.labels.register_labeller` (or a
+    ``mechgraph.labellers`` entry point): its planning sentences.
 ``none``
     No planning token.
 a callable
@@ -46,7 +49,8 @@ __all__ = [
 
 Span = tuple[int, int]
 
-#: The kinds of a planning-source string and what each takes after its colon.
+#: The kinds of a planning-source string and what each takes after its colon; labeller
+#: kinds registered later (:func:`mechgraph.labels.labeller_kinds`) are accepted too.
 PLANNING_KINDS = {
     "sg": optional("PATH", "hicra"),
     "rules": NO_ARG,
@@ -111,15 +115,18 @@ class PlanningSource:
             self._matcher = GramMatcher(spec)
             return
         self.name = spec
-        parsed = parse_spec(spec, PLANNING_KINDS, "planning source")
+        from mechgraph.labels import get_labeller, labeller_kinds
+
+        # sg (gram matches as spans) and none are read here; every other kind (rules,
+        # probe:PATH, registered kinds) is a sentence labeller from the one resolver.
+        kinds = {"sg": PLANNING_KINDS["sg"], **labeller_kinds(), "none": NO_ARG}
+        parsed = parse_spec(spec, kinds, "planning source")
         if parsed.kind == "sg":
             from mechgraph.labels import grams_path, load_grams
 
             self._matcher = load_grams(grams_path(parsed.arg)).matcher()
-        elif parsed.kind in ("rules", "probe"):
-            from mechgraph.labels import get_labeller
-
-            self._labeller = get_labeller(spec, **labeller_kw)
+        elif parsed.kind != "none":
+            self._labeller = get_labeller(parsed, what="planning source", **labeller_kw)
 
     def __call__(self, text: str) -> list[Span]:
         """Merged char spans of planning in ``text``."""
