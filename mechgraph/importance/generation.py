@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mechgraph.errors import ConfigError
+from mechgraph.labels.grams import Embedder
 
 __all__ = [
     "Embedder",
@@ -37,13 +38,6 @@ class Generator(Protocol):
     """
 
     def sample(self, prefix: str, seeds: Sequence[int]) -> list[str]: ...
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Embeds sentences into rows of a float array."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def rollout_seeds(seed: int, position: int, start: int, n: int) -> list[int]:
@@ -186,3 +180,5 @@ class MiniLMEmbedder:
 
             self._embed = minilm_embedder(self.device)
         return self._embed(list(texts))
+
+    __call__ = encode  # an Embedder: texts -> (n, d) unit-norm rows

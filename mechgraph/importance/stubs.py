@@ -27,6 +27,8 @@ class HashEmbedder:
             rows.append(v / np.linalg.norm(v))
         return np.asarray(rows)
 
+    __call__ = encode  # an Embedder: texts -> (n, d) unit-norm rows
+
 
 @dataclass
 class StubGenerator:

@@ -55,15 +55,8 @@ __all__ = [
 Span = tuple[int, int]
 
 
-class _EmbedderMeta(type(Protocol)):  # type: ignore[misc]
-    # Objects with only the older ``encode(texts)`` method (the importance stage's
-    # embedders, e.g. ``HashEmbedder``) still count as embedders; as_embedder adapts them.
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return callable(getattr(obj, "encode", None)) or super().__instancecheck__(obj)
-
-
 @runtime_checkable
-class Embedder(Protocol, metaclass=_EmbedderMeta):
+class Embedder(Protocol):
     """The one sentence-embedder protocol of mechgraph (gram mining, resampling importance).
 
     A callable ``embedder(texts) -> (n, d)`` float32 array with unit-norm rows, one per

@@ -8,7 +8,7 @@ per-checkpoint means are ratios of sums (``nll_plan_sum.sum() / n_plan.sum()``) 
 be bootstrapped over samples; :func:`relative_perplexity` turns them into the relative
 perplexity of the paper (divided by its value at a reference checkpoint).
 
-The tokens are those of :func:`mechgraph.weights.sources.completion_entropy`:
+The tokens are those of :func:`mechgraph.logits.completion_entropy`:
 ``prompt + text`` is tokenised together (a BOS is put in front when the tokenizer has one
 and did not add it), the completion's tokens are those anchored in ``text`` (the anchor
 rule of :mod:`mechgraph.align`), and token ``t`` is scored by the distribution it was
@@ -31,7 +31,7 @@ import pandas as pd
 
 from mechgraph.align import token_anchors, token_mask, tokenize_with_offsets
 from mechgraph.errors import ConfigError
-from mechgraph.weights.sources import token_entropy
+from mechgraph.logits import token_entropy
 
 __all__ = [
     "PROBE_TEXT",
@@ -79,7 +79,7 @@ def _encode(
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """(model input ids, positions of the scored tokens in them, their planning mask).
 
-    Tokenisation and BOS as :func:`~mechgraph.weights.sources.completion_entropy`; a
+    Tokenisation and BOS as :func:`~mechgraph.logits.completion_entropy`; a
     scored token is a completion token with a predecessor (a prompt token or the BOS).
     """
     full = prompt + text

@@ -215,7 +215,7 @@ def sample_table(
         texts, (kind, plan_grams, sem, segmenter), workers, lambda: _encode(tokenizer, texts)
     )
     if kind == "probe":
-        from mechgraph.weights.sources import PlanningSource
+        from mechgraph.labels.sources import PlanningSource
 
         spans = PlanningSource(planning, segmenter=segmenter).batch(texts)
         per = [(tags, sp, g) for (tags, _, g), sp in zip(per, spans, strict=True)]
