@@ -181,7 +181,7 @@ def get_labeller(
     """A labeller from its name: the one resolver of labeller specs.
 
     :func:`~mechgraph.labels.as_labeller` and
-    :class:`~mechgraph.weights.sources.PlanningSource` resolve strings through it. Kinds
+    :class:`~mechgraph.labels.sources.PlanningSource` resolve strings through it. Kinds
     of later stages (``probe:PATH``) come from the ``mechgraph.labellers`` entry points or
     :func:`register_labeller`; this module imports none of them.
 
