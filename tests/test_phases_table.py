@@ -208,3 +208,23 @@ def test_shared_run_text_metrics(grpo_run_dir, smol):
     assert t["accuracy"].between(0.19, 0.32).all()
     assert (t["semantic_entropy_rarefied"] <= t["semantic_entropy"] + 1e-9).all()
     assert (t["accuracy_lo"] < t["accuracy"]).all() and (t["accuracy"] < t["accuracy_hi"]).all()
+
+
+def test_a_registered_labeller_is_a_planning_source_everywhere(smol):
+    import mechgraph.labels.methods as methods
+    from mechgraph.labels.external import CallableLabeller
+    from mechgraph.weights import WeightsConfig
+
+    def everything(arg, **kw):
+        return CallableLabeller(lambda s: "plan_generation", per_sentence=True)
+
+    methods.register_labeller("allplan", everything)
+    try:
+        WeightsConfig(planning="allplan")  # accepted by the weights stage
+        st = sample_table(make_run(n_ckpt=2), tokenizer=smol, workers=1, planning="allplan")
+        f = st.frame
+        assert (f["n_plan_tokens"] == f["n_tokens"]).all()
+        none = sample_table(make_run(n_ckpt=2), tokenizer=smol, workers=1, planning="none")
+        assert (none.frame["n_plan_tokens"] == 0).all()
+    finally:
+        methods._USER.pop("allplan", None)

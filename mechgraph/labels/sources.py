@@ -31,7 +31,7 @@ from mechgraph.errors import ConfigError
 from mechgraph.specs import NO_ARG, optional, parse_spec, required
 from mechgraph.traces import Trace
 
-__all__ = ["PLANNING_KINDS", "PlanningSource", "planning_source"]
+__all__ = ["PLANNING_KINDS", "PlanningSource", "parse_planning", "planning_source"]
 
 Span = tuple[int, int]
 
@@ -101,12 +101,11 @@ class PlanningSource:
             self._matcher = GramMatcher(spec)
             return
         self.name = spec
-        from mechgraph.labels import get_labeller, labeller_kinds
+        from mechgraph.labels import get_labeller
 
         # sg (gram matches as spans) and none are read here; every other kind (rules,
         # probe:PATH, registered kinds) is a sentence labeller from the one resolver.
-        kinds = {"sg": PLANNING_KINDS["sg"], **labeller_kinds(), "none": NO_ARG}
-        parsed = parse_spec(spec, kinds, "planning source")
+        parsed = parse_planning(spec)
         if parsed.kind == "sg":
             from mechgraph.labels import grams_path, load_grams
 
@@ -181,3 +180,21 @@ def planning_source(spec: Any, **kw: Any) -> PlanningSource:
     []
     """
     return spec if isinstance(spec, PlanningSource) else PlanningSource(spec, **kw)
+
+
+def parse_planning(spec: Any) -> Any:
+    """Parse a planning-source string: ``sg[:PATH|hicra]``, ``none`` or any labeller kind.
+
+    The labeller kinds are those :func:`mechgraph.labels.labeller_kinds` knows (``rules``,
+    ``probe:PATH`` and any registered one), so every stage that takes a planning source
+    accepts the same strings.
+
+    Examples
+    --------
+    >>> parse_planning("sg:hicra").arg, parse_planning("rules").kind
+    ('hicra', 'rules')
+    """
+    from mechgraph.labels import labeller_kinds
+
+    kinds = {"sg": PLANNING_KINDS["sg"], **labeller_kinds(), "none": NO_ARG}
+    return parse_spec(spec, kinds, "planning source")

@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 
 from mechgraph.errors import ConfigError
-from mechgraph.specs import NO_ARG, optional, parse_spec, required
+from mechgraph.labels.sources import parse_planning
 from mechgraph.traces import Trace
 
-__all__ = ["PLANNING_KINDS", "SampleTable", "prompt_key", "sample_numbers", "sample_table"]
+__all__ = ["SampleTable", "prompt_key", "sample_numbers", "sample_table"]
 
 #: Planning sources of :func:`sample_table` and what each takes after its colon.
-PLANNING_KINDS = {"rules": NO_ARG, "sg": optional("PATH", "hicra"), "probe": required("PATH")}
 
 _STATE: dict[str, Any] = {}
 
@@ -205,8 +204,8 @@ def sample_table(
         if t.checkpoint is None:
             raise ConfigError(f"trace {t.id!r}: no checkpoint (tag every sample with one)")
     sem = load_grams(grams_path(None if grams in (None, "mechgraph") else grams)).grams
-    spec = parse_spec(planning, PLANNING_KINDS, "planning source")
-    kind = spec.kind
+    spec = parse_planning(planning)
+    kind = spec.kind if spec.kind in ("rules", "sg", "none") else "labeller"
     plan_grams = load_grams(grams_path(spec.arg)).grams if kind == "sg" else None
     correct, reward = sample_numbers(traces)  # checked before any work
     texts = [t.text for t in traces]
@@ -214,7 +213,7 @@ def sample_table(
     per, encoded = _run_text(
         texts, (kind, plan_grams, sem, segmenter), workers, lambda: _encode(tokenizer, texts)
     )
-    if kind == "probe":
+    if kind == "labeller":  # probe:PATH or a registered labeller: in this process
         from mechgraph.labels.sources import PlanningSource
 
         spans = PlanningSource(planning, segmenter=segmenter).batch(texts)

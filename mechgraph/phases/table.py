@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from mechgraph.errors import ConfigError
+from mechgraph.labels.sources import parse_planning
 from mechgraph.phases import stats
 from mechgraph.phases.readers import add_forced, add_topology, forced_metrics, forced_plan
 from mechgraph.phases.runs import checkpoint_order, load_logs
-from mechgraph.phases.samples import PLANNING_KINDS, sample_numbers, sample_table
-from mechgraph.specs import parse_spec
+from mechgraph.phases.samples import sample_numbers, sample_table
 from mechgraph.traces import Trace
 
 __all__ = ["PhaseConfig", "PhaseResult", "phase_table"]
@@ -108,7 +108,7 @@ class PhaseConfig:
     log_step: str | None = None
 
     def __post_init__(self) -> None:
-        parse_spec(self.planning, PLANNING_KINDS, "planning source")  # before any work
+        parse_planning(self.planning)  # before any work
         if self.order is not None:
             self.order = tuple(str(o) for o in self.order)
         if self.paired not in ("auto", "yes", "no"):

@@ -74,13 +74,9 @@ class WeightsConfig:
     segmenter: str = "sentences"
 
     def __post_init__(self) -> None:
-        kind = self.planning.partition(":")[0].strip().lower()
-        if kind not in ("sg", "rules", "probe", "none"):
-            raise ConfigError(
-                f"unknown planning source {self.planning!r}; use sg, sg:PATH, rules, probe:PATH or none"
-            )
-        if kind == "probe" and not self.planning.partition(":")[2]:
-            raise ConfigError("planning 'probe' needs the artifact path: probe:PATH")
+        from mechgraph.labels.sources import parse_planning
+
+        parse_planning(self.planning)  # the planning sources every stage accepts
         imp = self.importance
         if imp not in (None, "entropy", "receivers") and not (imp.startswith("step:") and imp[5:]):
             raise ConfigError(f"unknown importance {imp!r}; use step:FIELD, receivers or entropy")
