@@ -115,7 +115,14 @@ def targets(
     >>> y, keep = targets(df, "planning"); y.tolist(), keep.tolist()
     ([1, 0], [True, False])
     """
-    kind, _, col = target.partition(":")
+    from mechgraph.specs import NO_ARG, optional, parse_spec
+
+    spec = parse_spec(
+        target,
+        {"planning": NO_ARG, "tag": NO_ARG, "importance": optional("COLUMN")},
+        "probe target",
+    )
+    kind, col = spec.kind, spec.arg or ""
     if kind in ("planning", "tag"):
         if labels is not None:
             field = "tag" if kind == "tag" else "planning"

@@ -98,7 +98,7 @@ def test_tag_and_importance_targets(tmp_path):
     assert cfg.target == "importance:counterfactual_importance_kl" and cfg.classes is None
     with pytest.raises(ConfigError, match="no column"):
         train_probe(store, "importance:nope", n_splits=3)
-    with pytest.raises(ConfigError, match="target must be"):
+    with pytest.raises(ConfigError, match="unknown probe target"):
         train_probe(store, "vibes", n_splits=3)
 
 

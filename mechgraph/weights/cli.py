@@ -79,10 +79,12 @@ def run_weights(
         segmenter=segmenter,
     )
     traces = load_traces(input)
-    kind = planning.partition(":")[0]
-    if kind in ("rules", "probe") and not all(t.steps for t in traces):
+    from mechgraph.labels.sources import parse_planning
+
+    kind = parse_planning(planning).kind
+    if kind not in ("sg", "none") and not all(t.steps for t in traces):  # sentence labellers
         segment_traces([t for t in traces if not t.steps], segmenter)
-    kw = {"device": device} if device and kind == "probe" else {}
+    kw = {"device": device} if device and kind not in ("sg", "none", "rules") else {}
     src = PlanningSource(planning, segmenter=segmenter, **kw)
     tok = load_tokenizer(tokenizer)
     rows = token_weights(traces, tok, cfg, planning=src)
