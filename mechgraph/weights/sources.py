@@ -1,24 +1,9 @@
 """Where per-token planning masks and weights come from.
 
-Planning sources (:class:`PlanningSource`, defined in :mod:`mechgraph.labels.sources` and
-re-exported here) find planning on the *text*, as char spans (never on tokens):
-
-``sg`` / ``sg:hicra`` / ``sg:PATH``
-    Strategic-gram matches (HICRA): the tokens inside a match are planning tokens. Bare
-    ``sg`` uses the list shipped with :mod:`mechgraph.labels`; ``sg:hicra`` HICRA's
-    published list (shipped too); ``sg:PATH`` any list.
-``rules``
-    Whole sentences tagged ``plan_generation`` / ``uncertainty_management`` by the rule
-    tagger.
-``probe:PATH``
-    Whole sentences a trained probe calls planning (needs the model it was trained on).
-``KIND[:ARG]``
-    Any labeller kind registered with :func:`mechgraph.labels.register_labeller` (or a
-    ``mechgraph.labellers`` entry point): its planning sentences.
-``none``
-    No planning token.
-a callable
-    ``text -> list[(start, end)]`` char spans.
+Planning sources (:class:`PlanningSource`: ``sg``, ``sg:hicra``, ``sg:PATH``, ``rules``,
+``probe:PATH``, registered labeller kinds, ``none`` or a callable) find planning on the
+*text*, as char spans; they are defined in :mod:`mechgraph.labels.sources` and re-exported
+here. The tokens inside the spans are the planning tokens.
 
 Weight sources give a value per token: per-step scores (e.g. Thought Anchors'
 counterfactual importance) spread to the tokens of each step, or token entropy under a
