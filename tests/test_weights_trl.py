@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from conftest import tiny_grpo_config
 
 trl = pytest.importorskip("trl")
 
@@ -28,25 +29,7 @@ def reward_len(completions, **kw):
 
 
 def _args(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=12,
-        max_steps=2,
-        learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        report_to=[],
-        logging_steps=1,
-        save_strategy="no",
-        beta=0.0,
-        loss_type="grpo",
-        activation_checkpointing=False,
-        seed=0,
-    )
-    base.update(kw)
-    return trl.GRPOConfig(**base)
+    return tiny_grpo_config(tmp_path, **kw)
 
 
 def _hand_planning(tok, ids: list[int]) -> list[bool] | None:
