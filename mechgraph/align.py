@@ -61,7 +61,9 @@ def tokenize_with_offsets(
 ):
     """``(input_ids, offsets)`` int64 arrays of ``text`` from a fast tokenizer.
 
-    A list of texts is tokenised in one batched call and gives a list of pairs.
+    A list of texts is tokenised in one batched call and gives a list of pairs; when the
+    tokenizer's Rust backend has no truncation or padding set, the batch goes to it directly
+    (the same ids and offsets, without the Python wrapper's per-token list building).
 
     Raises
     ------
@@ -75,6 +77,15 @@ def tokenize_with_offsets(
     >>> off.tolist()
     [[0, 2], [2, 8]]
     """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        not isinstance(text, str)
+        and backend is not None
+        and backend.truncation is None
+        and backend.padding is None
+    ):
+        encs = backend.encode_batch(list(text), add_special_tokens=add_special_tokens)
+        return [_encoded(t, e.ids, e.offsets) for t, e in zip(text, encs, strict=True)]
     try:
         enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special_tokens)
     except NotImplementedError as e:  # slow tokenizers have no offset mapping

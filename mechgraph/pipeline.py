@@ -331,8 +331,10 @@ def _has_checkpoints(src: Path) -> bool:
     return len({t.checkpoint for t in load_traces(src) if t.checkpoint is not None}) >= 2
 
 
-def _why(stage: _Stage, cfg: RunConfig, src: Path, run: Path, changed: set[str]) -> str | None:
-    """Why a stage must run (None: it is up to date)."""
+def _why(
+    stage: _Stage, cfg: RunConfig, src: Path, run: Path, changed: set[str], hashes: dict
+) -> str | None:
+    """Why a stage must run (None: it is up to date); ``hashes`` caches content hashes."""
     out = run / stage.output
     if not out.exists():
         return "no output yet"
@@ -346,7 +348,12 @@ def _why(stage: _Stage, cfg: RunConfig, src: Path, run: Path, changed: set[str])
         return "an input will change"
     have = {x["path"]: x["sha256"] for x in info.inputs}
     for p in ins:
-        if not p.exists() or have.get(os.fspath(p)) != content_hash(p):
+        if not p.exists():
+            return f"input {p.name} changed"
+        key = os.fspath(p)
+        if key not in hashes:  # the store is an input of two stages: hash it once
+            hashes[key] = content_hash(p)
+        if have.get(key) != hashes[key]:
             return f"input {p.name} changed"
     return None
 
@@ -378,13 +385,14 @@ def plan_run(
     if bad:
         raise ConfigError(f"--force names unknown stages {bad}; stages are {', '.join(STAGES)}")
     changed: set[str] = set()
+    hashes: dict[str, str] = {}
     plan = []
     for st in _stages():
         on, why_off = _enabled(st, cfg, src)
         if not on:
             plan.append((st.name, f"skip: {why_off}"))
             continue
-        why = "forced" if st.name in force else _why(st, cfg, src, run, changed)
+        why = "forced" if st.name in force else _why(st, cfg, src, run, changed, hashes)
         if why is None:
             plan.append((st.name, "up to date"))
         else:

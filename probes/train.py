@@ -144,14 +144,13 @@ def targets(
                 [str(v) if k else "" for v, k in zip(raw, keep, strict=True)], dtype=object
             )
         return y, keep
-    if kind == "importance":
-        col = col or DEFAULT_IMPORTANCE
-        if col not in steps:
-            num = [c for c in steps.columns if pd.api.types.is_numeric_dtype(steps[c])]
-            raise ConfigError(f"the store has no column {col!r}; numeric columns: {num}")
-        y = pd.to_numeric(steps[col], errors="coerce").to_numpy(dtype=np.float64)
-        return y, np.isfinite(y)
-    raise ConfigError(f"target must be planning, tag or importance[:COLUMN], not {target!r}")
+    # importance (parse_spec has refused every other kind)
+    col = col or DEFAULT_IMPORTANCE
+    if col not in steps:
+        num = [c for c in steps.columns if pd.api.types.is_numeric_dtype(steps[c])]
+        raise ConfigError(f"the store has no column {col!r}; numeric columns: {num}")
+    y = pd.to_numeric(steps[col], errors="coerce").to_numpy(dtype=np.float64)
+    return y, np.isfinite(y)
 
 
 def train_probe(

@@ -104,3 +104,15 @@ def test_default_tokenizer_steps_get_their_tokens(default_tokenizer, prompt):
     ids = enc["input_ids"]
     for (a, b), (s, e) in zip(tok, spans, strict=True):
         assert default_tokenizer.decode(ids[a:b]).strip() == full[s:e]
+
+
+@pytest.mark.parametrize("special", [False, True])
+def test_batched_offsets_equal_the_tokenizer_call(smol, bert_tokenizer, special):
+    from mechgraph.align import tokenize_with_offsets
+
+    texts = ["Let me see. So x = 2.", "héllo\u2028 wörld  \n\n x", "ａｂｃ 日本語 😀 e\u0301", ""]
+    for tok in (smol, bert_tokenizer):
+        got = tokenize_with_offsets(tok, texts, special)
+        enc = tok(texts, return_offsets_mapping=True, add_special_tokens=special)
+        for (ids, off), i, o in zip(got, enc["input_ids"], enc["offset_mapping"], strict=True):
+            assert ids.tolist() == list(i) and off.tolist() == [list(x) for x in o]

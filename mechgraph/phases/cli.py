@@ -193,6 +193,13 @@ def phases_command(
         raise ConfigError(f"--out must end in .parquet, got {out}")
     if any(Path(t).resolve() == out.resolve() for t in traces):
         raise ConfigError(f"--out {out} is one of the inputs")
+    from mechgraph.cli import check_outputs
+
+    # the rest of the project's output checks: a folder where a file goes, an unwritable
+    # parent, side files (sidecar, record, store) that would clobber an input
+    side = [(out.with_name(out.name + s), "file") for s in (".json", ".artifact.json")]
+    store = [(out.with_name(out.stem + ".store"), "folder")] if topology else []
+    check_outputs([(out, "file"), *side, *store], list(traces), nested=False)
     ms: Any = None if match_steps.lower() == "none" else match_steps
     cfg = PhaseConfig(
         planning=planning,

@@ -137,20 +137,6 @@ def _run_text(texts: list[str], init_args: tuple, workers: int, then) -> tuple[l
         return [r for f in futures for r in f.result()], other
 
 
-def _encode(tokenizer: Any, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Token ids and offsets of each text (the Rust tokenizer directly when there is one)."""
-    from mechgraph.align import tokenize_with_offsets
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return tokenize_with_offsets(tokenizer, texts)
-    encs = backend.encode_batch(texts, add_special_tokens=False)
-    return [
-        (np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2))
-        for e in encs
-    ]
-
-
 def sample_table(
     traces: Sequence[Trace],
     *,
@@ -195,7 +181,7 @@ def sample_table(
     import pandas as pd
     from scipy import sparse
 
-    from mechgraph.align import token_mask
+    from mechgraph.align import token_mask, tokenize_with_offsets
     from mechgraph.labels import TAGS, grams_path, load_grams
 
     if not traces:
@@ -211,7 +197,10 @@ def sample_table(
     texts = [t.text for t in traces]
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     per, encoded = _run_text(
-        texts, (kind, plan_grams, sem, segmenter), workers, lambda: _encode(tokenizer, texts)
+        texts,
+        (kind, plan_grams, sem, segmenter),
+        workers,
+        lambda: tokenize_with_offsets(tokenizer, texts),
     )
     if kind == "labeller":  # probe:PATH or a registered labeller: in this process
         from mechgraph.labels.sources import PlanningSource
