@@ -190,9 +190,12 @@ def _threads(n: int) -> None:
 
 
 def greedy_accuracy(
-    path: str, problems: list[dict[str, Any]], max_tokens: int, batch: int = 20
+    path: str, problems: list[dict[str, Any]], max_tokens: int, batch: int = 20, *, stopped=None
 ) -> list[bool]:
-    """Greedy completions of ``problems`` by the model at ``path``; correct or not, in order."""
+    """Greedy completions of ``problems`` by the model at ``path``; correct or not, in order.
+
+    ``stopped``, a list, receives whether each completion ended before ``max_tokens``.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -215,8 +218,11 @@ def greedy_accuracy(
             gen = model.generate(
                 **enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id
             )
+        stop = {tok.eos_token_id, tok.pad_token_id}
         for p, ids in zip(chunk, gen[:, enc["input_ids"].shape[1] :], strict=True):
             out.append(is_correct(tok.decode(ids, skip_special_tokens=True), p["answer"]))
+            if stopped is not None:
+                stopped.append(bool(set(ids.tolist()) & stop))
     return out
 
 
@@ -233,12 +239,31 @@ def _dataset(rows: list[dict[str, Any]]) -> Any:
 
 
 def correct_reward(completions, answer, **kwargs) -> list[float]:
-    """1.0 when the checker accepts the completion, else 0.0."""
+    """1.0 when the checker accepts the completion, else 0.0 (truncated ones too)."""
     out = []
     for c, a in zip(completions, answer, strict=True):
         text = c[0]["content"] if isinstance(c, list) else c
         out.append(1.0 if is_correct(text, a) else 0.0)
     return out
+
+
+def make_stop_reward(stop_ids: set[int]):
+    """1.0 when the completion is correct AND ended by the model (its last id is EOS/pad).
+
+    With :func:`correct_reward` alone, a truncated completion whose last number happens to
+    be the answer earns the reward while a wrong completion that stops is penalised at its
+    EOS: the first CPU run learned never to stop within 10 steps (every completion at the
+    token cap). Requiring the stop is the usual format condition of GRPO recipes.
+    """
+
+    def correct_and_stopped(completions, answer, completion_ids, **kwargs) -> list[float]:
+        ok = correct_reward(completions, answer)
+        return [
+            r if ids and ids[-1] in stop_ids else 0.0
+            for r, ids in zip(ok, completion_ids, strict=True)
+        ]
+
+    return correct_and_stopped
 
 
 def _checker(text: str, row: dict) -> bool:
@@ -261,6 +286,7 @@ def build_trainer(
     temperature: float = 1.0,
     traces: Path | None,
     extra_callbacks: list | None = None,
+    require_stop: bool = True,
 ) -> Any:
     """A recording GRPO trainer (plain or HICRA) writing checkpoints into ``out``."""
     from transformers import AutoTokenizer
@@ -305,12 +331,14 @@ def build_trainer(
         }
     else:
         base = None
+    tok = AutoTokenizer.from_pretrained(path)
+    stop_ids = {i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None}
     return make_recording_trainer(base)(
         model=path,
-        reward_funcs=correct_reward,
+        reward_funcs=make_stop_reward(stop_ids) if require_stop else correct_reward,
         args=config,
         train_dataset=_dataset(rows),
-        processing_class=AutoTokenizer.from_pretrained(path),
+        processing_class=tok,
         callbacks=callbacks,
         **kw,
     )
@@ -383,6 +411,7 @@ def cmd_measure(args: argparse.Namespace) -> dict[str, Any]:
                 temperature=args.temperature,
                 traces=Path(tmp) / "traces.jsonl",
                 extra_callbacks=[timer],
+                require_stop=args.require_stop,
             )
             tr.train()
         per = timer.t[1:] or timer.t  # the first step carries warm-up
@@ -434,6 +463,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "max_tokens": args.max_tokens,
         "lr": args.lr,
         "temperature": args.temperature,
+        "reward": "correct+stopped" if args.require_stop else "correct",
     }
     run_file = out / "run.json"
     if run_file.is_file():
@@ -469,6 +499,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         save_every=args.save_every,
         temperature=args.temperature,
         traces=out / "traces.jsonl",
+        require_stop=args.require_stop,
     )
     print(f"{args.method} seed {args.seed}: " + (f"resuming from {resume}" if resume else "start"))
     tr.train(resume_from_checkpoint=resume)
@@ -502,11 +533,17 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
     for step, path in todo:
         if step in have:
             continue
-        ok = greedy_accuracy(path, held, args.eval_tokens)
+        stopped: list[bool] = []
+        answer_ok = greedy_accuracy(path, held, args.eval_tokens, stopped=stopped)
+        strict = run.get("reward", "correct") == "correct+stopped"
+        ok = [a and s for a, s in zip(answer_ok, stopped, strict=True)] if strict else answer_ok
         k, n = sum(ok), len(ok)
         lo, hi = wilson(k, n)
         row: dict[str, Any] = {"step": step, "accuracy": k / n, "acc_lo": lo, "acc_hi": hi}
-        row.update({"correct": k, "n": n, "checkpoint": path})
+        row.update({"correct": k, "n": n, "checkpoint": path, "ok": [int(c) for c in ok]})
+        row["accuracy_answer"] = sum(answer_ok) / n  # the answer right, stopped or not
+        row["stopped"] = sum(stopped) / n
+        row["ok_answer"] = [int(c) for c in answer_ok]
         for level in sorted({p["level"] for p in held}):
             got = [c for c, p in zip(ok, held, strict=True) if p["level"] == level]
             row[f"accuracy_level{level}"] = sum(got) / len(got)
@@ -528,6 +565,7 @@ def cmd_all(args: argparse.Namespace) -> None:
         "--num-generations", str(args.num_generations), "--batch", str(args.batch),
         "--max-tokens", str(args.max_tokens), "--lr", str(args.lr),
         "--temperature", str(args.temperature),
+        "--require-stop" if args.require_stop else "--no-require-stop",
     ]  # fmt: skip
     if args.steps:
         steps = args.steps
@@ -546,17 +584,16 @@ def cmd_all(args: argparse.Namespace) -> None:
         levels = ",".join(map(str, pick)) or levels
     print(f"{steps} steps a run, levels {levels}", flush=True)
     runs = [(m, s) for s in range(args.seeds) for m in ("grpo", "hicra")]
-    for method, seed in runs:
+    for method, seed in runs:  # train, then evaluate, run by run: a stop keeps whole runs
         subprocess.run(
             [*me, "train", "--method", method, "--seed", str(seed), "--steps", str(steps),
              "--out", str(root / f"{method}-s{seed}"), "--levels", levels,
              "--save-every", str(args.save_every), "--eval-n", str(args.eval_n), *common],
             check=True,
         )  # fmt: skip
-    for method, seed in runs:
         subprocess.run(
             [*me, "evaluate", "--out", str(root / f"{method}-s{seed}"),
-             "--threads", str(args.threads)],
+             "--threads", str(args.threads), "--eval-tokens", str(args.eval_tokens)],
             check=True,
         )  # fmt: skip
 
@@ -571,6 +608,12 @@ def _sizes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="GRPO sampling temperature")
     p.add_argument("--levels", default="1,2", help="difficulty levels (operations), e.g. 1,2")
     p.add_argument("--eval-n", type=int, default=50, help="held-aside problems per level")
+    p.add_argument(
+        "--require-stop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reward (and held-aside accuracy) only for correct completions that stop",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -605,6 +648,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, default=0, help="steps a run (0: from measure.json)")
     a.add_argument("--save-every", type=int, default=25)
     a.add_argument("--auto-levels", action="store_true", help="train on measure's picked levels")
+    a.add_argument("--eval-tokens", type=int, default=128, help="greedy tokens in evaluate")
     return ap
 
 

@@ -13,6 +13,7 @@ pytest.importorskip("trl")
 torch.set_num_threads(1)
 
 PATH = Path(__file__).resolve().parents[1] / "examples" / "grpo_phases.py"
+ANALYZE = PATH.with_name("grpo_phases_analyze.py")
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,47 @@ def test_train_resumes_without_duplicates(gp, tiny_model_dir, tmp_path):
         gp.main([*common, "--steps", "3", "--lr", "1e-3"])
     with pytest.raises(SystemExit, match="inside the repository"):
         gp.main([*common[:6], str(PATH.parent / "runs"), *common[7:], "--steps", "1"])
+    # the analysis: collect the small results, mechgraph phases twice, the comparison
+    _analyze(out, tmp_path)
+
+
+def _analyze(out: Path, tmp_path: Path) -> None:
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("grpo_phases_analyze", ANALYZE)
+    an = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(an)
+    root, results = tmp_path / "root", tmp_path / "results"
+    root.mkdir()
+    for name in ("grpo-s0", "hicra-s0"):
+        shutil.copytree(out, root / name)
+    args = [
+        "--root", str(root), "--results", str(results), "--bin-steps", "1", "--save-every", "1",
+        "--recent", "1", "--n-boot", "20", "--boot", "200",
+    ]  # fmt: skip
+    summary = an.main(args)
+    kept = sorted(p.name for p in results.iterdir() if p.is_file())
+    for name in ("grpo-seed0", "hicra-seed0"):
+        for suffix in (".jsonl", ".trainer_state.json", ".eval.jsonl", ".run.json"):
+            assert name + suffix in kept
+        assert (results / f"{name}.jsonl").read_bytes() == (out / "traces.jsonl").read_bytes()
+        for kind in ("text", "model"):
+            doc = json.loads((results / "phases" / f"{name}.{kind}.parquet.json").read_text())
+            assert doc["config"]["bin_steps"] == 1
+            assert len(doc["checkpoints"]) == 3
+        assert not list((results / "phases").glob("*.store"))  # the reader's store stays behind
+    text = json.loads((results / "phases" / "hicra-seed0.text.parquet.json").read_text())
+    assert text["two_phase"]["exec_metric"] == "log/phases/entropy_exec"
+    model = json.loads((results / "phases" / "hicra-seed0.model.parquet.json").read_text())
+    assert model["config"]["models"] and model["config"]["topology"]
+    # identical runs: HICRA - GRPO is exactly 0, and the curves are the evaluation's accuracy
+    assert summary["steps"] == [0, 1, 2, 3]
+    d = summary["hicra_minus_grpo"]["last_checkpoint"]
+    assert d["diff"] == 0 and d["lo"] == 0 and d["hi"] == 0
+    ev = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
+    assert summary["curves"]["grpo"]["accuracy"] == pytest.approx([r["accuracy"] for r in ev])
+    assert (results / "curves.png").stat().st_size > 10_000
+    assert json.loads((results / "summary.json").read_text())["runs"] == [
+        "grpo-seed0",
+        "hicra-seed0",
+    ]

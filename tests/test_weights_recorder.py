@@ -147,9 +147,11 @@ def test_resume_and_rerun_do_not_duplicate_rows(tiny_model_dir, tmp_path):
     tr.train()
     first = _rows(path)
     assert {r["checkpoint"] for r in first} == {1, 2}
-    # torn tail from an interrupted append is dropped on start
+    # a killed run wrote a step past its last checkpoint, then tore its last append: on
+    # resume from checkpoint-2 both go (step 3 is generated again by the resumed run)
+    ghost = {**first[0], "id": "3/0", "checkpoint": 3, "text": "abandoned branch"}
     with path.open("a") as f:
-        f.write('{"id": "9/0", "te')
+        f.write(json.dumps(ghost) + "\n" + '{"id": "9/0", "te')
     tr2, _ = _trainer(
         base,
         tiny_model_dir,
@@ -165,6 +167,8 @@ def test_resume_and_rerun_do_not_duplicate_rows(tiny_model_dir, tmp_path):
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))
     assert rows[: len(first)] == first and {r["checkpoint"] for r in rows} == {1, 2, 3}
+    assert "abandoned branch" not in {r["text"] for r in rows}
+    assert sum(r["checkpoint"] == 3 for r in rows) == sum(r["checkpoint"] == 1 for r in rows)
     # re-running from scratch on the same file writes nothing new
     tr3, _ = _trainer(None, tiny_model_dir, tmp_path / "b", PhaseRecorder(path), max_steps=2)
     tr3.train()

@@ -98,6 +98,16 @@ def phases_command(
         str,
         typer.Option(help="Checkpoint models for teacher-forced metrics: CKPT=PATH,CKPT=PATH."),
     ] = "",
+    bin_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--bin-steps", help="Window steps (w-N, w] into checkpoint w (per-step recordings)."
+        ),
+    ] = None,
+    bin_recent: Annotated[
+        int | None,
+        typer.Option("--bin-recent", help="With --bin-steps: keep the last N steps of a window."),
+    ] = None,
     forced_reader: Annotated[
         str | None,
         typer.Option(
@@ -226,6 +236,8 @@ def phases_command(
         store=str(out.with_name(out.stem + ".store")),
         logs=str(logs) if logs else None,
         log_step=log_step,
+        bin_steps=bin_steps,
+        bin_recent=bin_recent,
     )
     change = ChangeConfig(
         model=change_model,

@@ -38,6 +38,7 @@ __all__ = [
 EXEC_METRICS = (
     "entropy_exec",
     "ppl_rel_exec",
+    "log/phases/entropy_exec",
     "log/token_entropy",
     "log/entropy",
     "reader/entropy_exec",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,11 @@ from mechgraph.errors import ConfigError
 from mechgraph.labels.sources import parse_planning
 from mechgraph.phases import stats
 from mechgraph.phases.readers import add_forced, add_topology, forced_metrics, forced_plan
-from mechgraph.phases.runs import checkpoint_order, load_logs
+from mechgraph.phases.runs import checkpoint_order, checkpoint_value, load_logs
 from mechgraph.phases.samples import sample_numbers, sample_table
 from mechgraph.traces import Trace
 
-__all__ = ["PhaseConfig", "PhaseResult", "phase_table"]
+__all__ = ["PhaseConfig", "PhaseResult", "bin_traces", "phase_table"]
 
 
 @dataclass
@@ -80,6 +80,16 @@ class PhaseConfig:
         Teacher-forced sums are cached beside it (``<store>.forced/``).
     logs, log_step : str, optional
         Trainer log to join (``log/`` columns) and its step key.
+    bin_steps : int, optional
+        Window the checkpoints: samples of steps ``(w - bin_steps, w]`` become checkpoint
+        ``w`` (a multiple of ``bin_steps``), and so do the log rows of those steps. For runs
+        recorded at every step (:class:`~mechgraph.weights.recorder.PhaseRecorder`), whose
+        single steps hold too few samples for an interval. With it, ``log/`` columns get
+        intervals too: a bootstrap over the window's logged steps.
+    bin_recent : int, optional
+        With ``bin_steps``: keep only the samples (and log rows) of the last ``bin_recent``
+        steps of each window, e.g. those generated just before the checkpoint saved at
+        ``w`` that ``models`` scores.
     """
 
     planning: str = "rules"
@@ -106,6 +116,8 @@ class PhaseConfig:
     store: str | None = None
     logs: str | None = None
     log_step: str | None = None
+    bin_steps: int | None = None
+    bin_recent: int | None = None
 
     def __post_init__(self) -> None:
         parse_planning(self.planning)  # before any work
@@ -129,6 +141,15 @@ class PhaseConfig:
                     f"match_steps must be an int, 'paired', 'auto' or None, got {self.match_steps!r}"
                 ) from None
         self.models = {str(k): str(v) for k, v in dict(self.models).items()}
+        if self.bin_steps is not None and self.bin_steps < 1:
+            raise ConfigError(f"bin_steps must be >= 1, got {self.bin_steps}")
+        if self.bin_recent is not None:
+            if self.bin_steps is None:
+                raise ConfigError("bin_recent needs bin_steps")
+            if not 1 <= self.bin_recent <= self.bin_steps:
+                raise ConfigError(
+                    f"bin_recent must be in 1..bin_steps={self.bin_steps}, got {self.bin_recent}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -146,7 +167,7 @@ class PhaseResult:
     table : pandas.DataFrame
         One row per checkpoint, in order: ``checkpoint``, ``checkpoint_value``,
         ``n_traces``, ``n_prompts``, then each metric ``m`` with ``m_lo`` / ``m_hi``;
-        ``log/`` columns have no interval.
+        ``log/`` columns have no interval unless ``bin_steps`` windows them.
     replicates : dict
         Metric -> ``(n_boot, n_checkpoints)`` bootstrap replicates, from one set of draws.
     samples : pandas.DataFrame
@@ -181,6 +202,61 @@ def _ratio_specs(frame: pd.DataFrame) -> list[tuple[str, str, str | None]]:
     return specs
 
 
+def _window(step: np.ndarray, width: int) -> np.ndarray:
+    """The window end ``w`` (a multiple of ``width``) of each step: ``w - width < step <= w``."""
+    return np.ceil(np.asarray(step, dtype=float) / width) * width
+
+
+def bin_traces(traces: Sequence[Trace], width: int, recent: int | None = None) -> list[Trace]:
+    """Samples relabelled with their window's checkpoint (see ``PhaseConfig.bin_steps``).
+
+    Examples
+    --------
+    >>> ts = [Trace(f"s{s}", "So 4.", checkpoint=str(s)) for s in (1, 9, 10, 11, 20)]
+    >>> [t.checkpoint for t in bin_traces(ts, 10)]
+    ['10', '10', '10', '20', '20']
+    >>> [t.id for t in bin_traces(ts, 10, recent=2)]
+    ['s9', 's10', 's20']
+    """
+    out = []
+    for t in traces:
+        if t.checkpoint is None:
+            raise ConfigError(f"trace {t.id!r}: no checkpoint (tag every sample with one)")
+        step = checkpoint_value(t.checkpoint)
+        if not np.isfinite(step):
+            raise ConfigError(f"trace {t.id!r}: checkpoint {t.checkpoint!r} is not a step number")
+        w = float(_window(step, width))
+        if recent is not None and step <= w - recent:
+            continue
+        meta = {**t.meta, "step": step}
+        out.append(replace(t, checkpoint=f"{w:g}", meta=meta))
+    if not out:
+        raise ConfigError("bin_steps / bin_recent left no samples")
+    return out
+
+
+def _binned_logs(logs: pd.DataFrame, cfg: PhaseConfig, x: np.ndarray):
+    """Per-window means of the log rows and bootstrap replicates over the window's steps."""
+    steps = logs.index.to_numpy(dtype=float)
+    w = _window(steps, cfg.bin_steps)
+    keep = np.ones(len(steps), bool) if cfg.bin_recent is None else steps > w - cfg.bin_recent
+    values = logs.to_numpy(dtype=float)[keep]
+    w = w[keep]
+    rng = np.random.default_rng([cfg.seed, 7])
+    points = np.full((len(x), values.shape[1]), np.nan)
+    reps = np.full((cfg.n_boot, len(x), values.shape[1]), np.nan)
+    for j, xv in enumerate(x):
+        rows = values[w == xv]
+        if not len(rows):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            points[j] = np.nanmean(rows, axis=0)
+            pick = rng.integers(0, len(rows), size=(cfg.n_boot, len(rows)))
+            reps[:, j] = np.nanmean(rows[pick], axis=1)  # one draw for every column
+    return points, reps
+
+
 def _check_inputs(traces: Sequence[Trace], cfg: PhaseConfig):
     missing = next((t for t in traces if t.checkpoint is None), None)
     if missing is not None:
@@ -195,7 +271,8 @@ def _check_inputs(traces: Sequence[Trace], cfg: PhaseConfig):
     logs = None
     if cfg.logs:
         logs = load_logs(cfg.logs, cfg.log_step)
-        hit = np.isin(x, logs.index.to_numpy(dtype=float))
+        steps = logs.index.to_numpy(dtype=float)
+        hit = np.isin(x, _window(steps, cfg.bin_steps) if cfg.bin_steps else steps)
         if not hit.any():
             key = logs.attrs.get("step_key")
             raise ConfigError(
@@ -264,6 +341,8 @@ def phase_table(
     traces = list(traces)
     if not traces:
         raise ConfigError("no samples given")
+    if cfg.bin_steps:
+        traces = bin_traces(traces, cfg.bin_steps, cfg.bin_recent)
     labels, x, logs = _check_inputs(traces, cfg)
     forced_models = forced_plan(cfg)  # tokenizers checked before any forward pass
     if tokenizer is None:
@@ -326,7 +405,15 @@ def phase_table(
         lo[few], hi[few] = np.nan, np.nan  # one sample: no interval (documented)
         cols[name], cols[f"{name}_lo"], cols[f"{name}_hi"] = points[name], lo, hi
     table = pd.concat([table, pd.DataFrame(cols)], axis=1)
-    if logs is not None:
+    if logs is not None and cfg.bin_steps:
+        lp, lr = _binned_logs(logs, cfg, x)
+        lcols: dict[str, np.ndarray] = {}
+        for i, c in enumerate(logs.columns):
+            reps[c] = lr[:, :, i]
+            lo, hi = stats.percentile_ci(reps[c], cfg.level)
+            lcols[c], lcols[f"{c}_lo"], lcols[f"{c}_hi"] = lp[:, i], lo, hi
+        table = pd.concat([table, pd.DataFrame(lcols)], axis=1)
+    elif logs is not None:
         joined = logs.reindex(x)
         for c in logs.columns:
             table[c] = joined[c].to_numpy()

@@ -217,7 +217,9 @@ class PhaseRecorder(_Callback):  # type: ignore[misc,valid-type]
     generated batch). ``self.last`` keeps the last recorded step's inputs.
 
     On train start the ids already in ``path`` are read: steps present there are not
-    written again (a resumed run does not duplicate rows); a torn last line is dropped.
+    written again (a resumed run does not duplicate rows); a torn last line is dropped, and
+    so are rows of steps after the checkpoint a run resumes from (written by the
+    interrupted run past its last checkpoint, a trajectory the resumed run does not follow).
     Multi-process runs: every process writes its own rows only when ``path`` differs per
     process; rows are written by the main process only.
     """
@@ -248,20 +250,26 @@ class PhaseRecorder(_Callback):  # type: ignore[misc,valid-type]
         self._trainer = trainer
 
     # -- file ------------------------------------------------------------------------------
-    def _read_existing(self) -> None:
+    def _read_existing(self, resumed_at: int = 0) -> None:
         self.done_steps = set()
         if not self.path.exists():
             return
         raw = self.path.read_bytes()
-        if raw and not raw.endswith(b"\n"):  # torn tail of an interrupted append
+        torn = bool(raw) and not raw.endswith(b"\n")
+        if torn:  # torn tail of an interrupted append
             raw = raw[: raw.rfind(b"\n") + 1]
-            write_text_atomic(self.path, raw.decode("utf-8"))
+        keep: list[str] = []
         for line in raw.decode("utf-8").splitlines():
-            if line.strip():
-                rid = str(json.loads(line)["id"])
-                step = rid.split("/", 1)[0]
-                if step.isdigit():
-                    self.done_steps.add(int(step))
+            if not line.strip():
+                continue
+            step = str(json.loads(line)["id"]).split("/", 1)[0]
+            if step.isdigit() and int(step) > resumed_at > 0:
+                continue  # generated after the checkpoint resumed from: an abandoned branch
+            keep.append(line + "\n")
+            if step.isdigit():
+                self.done_steps.add(int(step))
+        if torn or len(keep) < len(raw.decode("utf-8").splitlines()):
+            write_text_atomic(self.path, "".join(keep))
 
     # -- callback --------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
@@ -271,7 +279,7 @@ class PhaseRecorder(_Callback):  # type: ignore[misc,valid-type]
                 "make_recording_trainer (it reuses the trainer's batches and entropies)"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._read_existing()
+        self._read_existing(int(state.global_step))  # the step resumed from (0: a fresh run)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
