@@ -256,8 +256,9 @@ def load(path: str | os.PathLike[str]) -> Any:
     store                   :class:`mechgraph.Store`
     nodespace               :class:`mechgraph.graphs.NodeSpace`
     probe                   ``(estimator, ProbeConfig)`` (:func:`probes.load_probe`)
-    graph-table, phases,    :class:`TableArtifact` (table + sidecar); importance
-    importance              matrices (``.safetensors``): dict of arrays
+    graph-table             :class:`TableArtifact` (table + sidecar)
+    phases, importance      :class:`TableArtifact`; importance matrices
+                            (``.safetensors``): dict of arrays
     weights                 list of :class:`mechgraph.weights.TokenWeights`
     labels                  list of ``{"id", "steps": [...]}`` records
     ======================  ==========================================================

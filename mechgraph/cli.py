@@ -339,6 +339,8 @@ def run_command(
         return
     run_pipeline(cfg, out, force=forced, echo=typer.echo)
     typer.echo(f"-> {out}")
+    if (out / "report.html").is_file():
+        typer.echo(f"report -> {out / 'report.html'}")
 
 
 @app.command()
@@ -392,6 +394,7 @@ def _register() -> None:
     from mechgraph.importance.cli import importance_command
     from mechgraph.labels.cli import label_command
     from mechgraph.phases.cli import phases_command
+    from mechgraph.report.cli import report_command
     from mechgraph.weights.cli import weights_command
     from probes.train import probe_command
 
@@ -401,6 +404,7 @@ def _register() -> None:
     app.command("graph")(graph_command)
     app.command("importance")(importance_command)
     app.command("phases")(phases_command)
+    app.command("report")(report_command)
 
 
 _register()

@@ -20,7 +20,10 @@ run config, which is what its make-like check compares. A stage reruns only when
 record is missing, its config changed, or an input's content hash changed (so a changed option reruns that stage and the ones downstream of it);
 ``force`` reruns some anyway. Every artifact is committed atomically and the record is
 written after it, so a run killed at any moment and started again ends with the same run
-folder (the extraction resumes inside the store).
+folder (the extraction resumes inside the store). Each record also keeps the stage's
+``timing`` (seconds, finished; not part of the up-to-date check); ``run.json`` records the
+run config, what each stage did and the package versions, and ``report.html``
+(:mod:`mechgraph.report`) is rewritten at the end of every run.
 
 Example ``run.toml`` (every key optional; the defaults run the embedded default model on
 the bundled sample)::
@@ -51,7 +54,7 @@ from typing import Any
 from mechgraph.artifacts import content_hash, read_info, write_info
 from mechgraph.errors import ConfigError
 
-__all__ = ["STAGES", "RunConfig", "plan_run", "run_pipeline"]
+__all__ = ["RUN_RECORD", "STAGES", "RunConfig", "plan_run", "run_pipeline"]
 
 STAGES = ("extract", "label", "probe", "graph", "importance", "weights", "phases")
 
@@ -262,12 +265,14 @@ def _run_importance(ctx: _Context, src: Path, run: Path) -> str:
     )
     traces = ctx.traces()
     table = None
+    mats: dict[str, Any] = {}  # kept (importance.safetensors) for the report's matrices
     for m in methods:
-        t, _ = run_importance(traces, m, lm=ctx.lm, **icfg.options())
+        t, mm = run_importance(traces, m, lm=ctx.lm, **icfg.options())
+        mats.update(mm)
         table = t if table is None else table.merge(t, on=["trace_id", "step", "label", "text"])
     if table is None:
         table = pd.DataFrame(columns=["trace_id", "step"])
-    write_importance(table, None, run / "importance.parquet", icfg, [src])
+    write_importance(table, mats or None, run / "importance.parquet", icfg, [src])
     return f"{', '.join(methods)} on {table['trace_id'].nunique()} traces"
 
 
@@ -412,14 +417,81 @@ def _source(cfg: RunConfig) -> Path:
     return p
 
 
+#: Packages whose versions the run record keeps (read from their metadata, not imported).
+VERSIONED = ("mechgraph", "torch", "transformers", "numpy", "scikit-learn", "pandas", "plotly")
+
+
+def _versions() -> dict[str, str | None]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_record(st: _Stage, cfg: RunConfig, src: Path, run: Path, seconds: float) -> None:
+    """The stage's record, with its timing (``timing``: seconds, finished; not compared)."""
+    from mechgraph.artifacts import info_path
+    from mechgraph.io import write_json_atomic
+
+    info = write_info(run / st.output, st.kind, st.config(cfg), st.inputs(src, run))
+    timing = {"seconds": round(seconds, 3), "finished": _now()}
+    write_json_atomic(info_path(run / st.output), {**info.to_dict(), "timing": timing})
+
+
+#: The run folder's own record: the run config, what each stage did, the versions.
+RUN_RECORD = "run.json"
+
+
+def _write_run_record(cfg: RunConfig, src: Path, run: Path, done: list[tuple[str, str]]) -> None:
+    from mechgraph.io import write_json_atomic
+
+    doc = {
+        "format": "mechgraph.run",
+        "version": 1,
+        "config": cfg.to_dict(),
+        "traces": os.fspath(src),
+        "stages": [{"stage": name, "status": what} for name, what in done],
+        "versions": _versions(),
+        "finished": _now(),
+    }
+    write_json_atomic(run / RUN_RECORD, doc)
+
+
+def _write_report(run: Path, echo: Callable[[str], None]) -> None:
+    """``RUN/report.html`` (:mod:`mechgraph.report`); skipped, with a line, without plotly."""
+    try:
+        from mechgraph.report import write_report
+
+        write_report(run)
+    except ImportError as e:
+        echo(f"{'report':<11} skipped: {e} (pip install 'mechgraph[report]')")
+
+
 def run_pipeline(
     cfg: RunConfig,
     out: str | os.PathLike[str] = "runs/default",
     *,
     force: Sequence[str] = (),
     echo: Callable[[str], None] = print,
+    report: bool = True,
 ) -> list[tuple[str, str]]:
     """Run the stages that are not up to date; one progress line per stage.
+
+    Each stage's record gets its timing; ``RUN/run.json`` records the run config, what
+    each stage did and the package versions; with ``report``, ``RUN/report.html`` is
+    written last (:func:`mechgraph.report.write_report`).
 
     Returns
     -------
@@ -439,8 +511,12 @@ def run_pipeline(
         # every stage's writer leaves its own record (its config as a dataclass dict);
         # the pipeline's, written over it, is the final word: the run config section
         # and the inputs that the make-like check above compares against
-        write_info(run / st.output, st.kind, st.config(cfg), st.inputs(src, run))
-        line = f"ran in {time.perf_counter() - t0:.1f} s ({what[5:]}): {summary}"
+        seconds = time.perf_counter() - t0
+        _write_record(st, cfg, src, run, seconds)
+        line = f"ran in {seconds:.1f} s ({what[5:]}): {summary}"
         echo(f"{name:<11} {line}")
         done.append((name, line))
+    _write_run_record(cfg, src, run, done)
+    if report:
+        _write_report(run, echo)
     return done

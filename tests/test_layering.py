@@ -46,6 +46,7 @@ STAGES = {
     "mechgraph.graphs": 5,
     "mechgraph.phases": 6,
     "mechgraph.weights": 7,
+    "mechgraph.report": 8,  # reads every stage's artifacts, written last
 }
 #: Outside the order and free to import any stage (they wire the stages together; the
 #: package root loads its names lazily). mechgraph.artifacts reads any stage's artifact.
