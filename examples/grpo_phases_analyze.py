@@ -213,9 +213,9 @@ def compare(results: Path, names: list[str], args: argparse.Namespace) -> dict[s
                 doc = json.loads(p.read_text())
                 tp = doc["two_phase"]
                 cps = {
-                    m: [(c["x"], c["lo"], c["hi"]) for c in v.get("changes", [])]
+                    m: [(c["x"], c["lo"], c["hi"]) for c in v]
                     for m, v in doc["change_points"].items()
-                    if v.get("changes")
+                    if v
                 }
                 verdicts[f"{n}.{kind}"] = {
                     "verdict": tp["verdict"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -114,13 +115,16 @@ def _analyze(out: Path, tmp_path: Path) -> None:
         "--root", str(root), "--results", str(results), "--bin-steps", "1", "--save-every", "1",
         "--recent", "1", "--n-boot", "20", "--boot", "200",
     ]  # fmt: skip
-    summary = an.main(args)
+    summary = an.main([*args, "--skip-models"])
+    # the model pass (teacher-forced under each checkpoint, topology) on one run
+    pa = argparse.Namespace(**{**summary["config"], "skip_models": False})
+    an.phases("hicra-seed0", root / "hicra-s0", results, root / "analysis", pa)
     kept = sorted(p.name for p in results.iterdir() if p.is_file())
     for name in ("grpo-seed0", "hicra-seed0"):
         for suffix in (".jsonl", ".trainer_state.json", ".eval.jsonl", ".run.json"):
             assert name + suffix in kept
         assert (results / f"{name}.jsonl").read_bytes() == (out / "traces.jsonl").read_bytes()
-        for kind in ("text", "model"):
+        for kind in ("text", "model") if name.startswith("hicra") else ("text",):
             doc = json.loads((results / "phases" / f"{name}.{kind}.parquet.json").read_text())
             assert doc["config"]["bin_steps"] == 1
             assert len(doc["checkpoints"]) == 3

@@ -1,116 +1,94 @@
-"""Every notebook in notebooks/ runs top to bottom (code cells only, no Jupyter needed).
+"""The notebooks in notebooks/: stored clean, and run by the test suite through nbmake.
 
-The code cells of a notebook are executed in order in one namespace, from a temporary
-working directory (so the ``runs/...`` folders they write land there). A failure names
-the notebook and the cell's index in the notebook (markdown cells counted).
+``pytest`` (the README's test command) runs every notebook top to bottom in a fresh Jupyter
+kernel with nbmake: ``[tool.pytest.ini_options]`` in pyproject.toml puts ``notebooks`` in
+``testpaths`` and passes ``--nbmake``; each notebook is one test item
+(``notebooks/03_reasoning_graphs.ipynb::03_reasoning_graphs.ipynb``; skip them all with
+``--ignore=notebooks``, run one with ``pytest notebooks/03_reasoning_graphs.ipynb``). What a
+notebook must leave true is asserted in its own "Checks" cells, so that any runner (nbmake,
+``jupyter nbconvert --execute``, a person clicking "Run all") checks the same things.
+
+This module checks what running them cannot: how they are stored and what they may touch.
 """
 
 from __future__ import annotations
 
-import json
-import linecache
-import traceback
-from collections.abc import Callable
+import importlib.util
+import re
+import tomllib
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+import nbformat
 import pytest
-
-from mechgraph.errors import MechgraphError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-# What a notebook must leave behind besides running without error (others: just run).
-Check = Callable[[dict[str, Any], Path], None]
-
-
-def _check_foundation(ns: dict[str, Any], cwd: Path) -> None:
-    store, X = ns["store"], ns["X"]
-    assert X.shape == (len(store.steps), store.d_model)
-    assert np.isfinite(X).all()
-    assert (cwd / "runs" / "notebook").is_dir()
-
-
-def _check_planning(ns: dict[str, Any], cwd: Path) -> None:
-    trace, p = ns["trace"], ns["p"]
-    assert len(ns["labels"]) == len(trace.steps)
-    assert any(lab.planning for lab in ns["labels"])
-    assert ns["mask"].any() and len(ns["mask"]) == len(ns["ids"])
-    assert ns["X"].shape[0] == len(ns["y"])
-    assert len(ns["probe_labels"]) == len(trace.steps)
-    assert (cwd / "runs" / "planning-probe" / "config.json").is_file()
-    assert len(ns["importance"]) == p.n_steps
-    assert np.isfinite(ns["steer"].top_kl)
-    assert ns["full"].n_total > ns["seq"].n_total > 0
-
-
-CHECKS: dict[str, Check] = {
-    "01_foundation.ipynb": _check_foundation,
-    "02_planning_and_importance.ipynb": _check_planning,
+EXPECTED = {
+    "01_foundation.ipynb",
+    "02_planning_and_importance.ipynb",
+    "03_reasoning_graphs.ipynb",
+    "04_phases.ipynb",
+    "05_export_to_trl.ipynb",
 }
 
-
-def code_cells(path: Path) -> list[tuple[int, str]]:
-    """(index in the notebook, source) of every non-empty code cell."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    assert nb.get("nbformat") == 4, f"{path.name}: not an nbformat 4 notebook"
-    out = []
-    for index, cell in enumerate(nb["cells"]):
-        src = cell.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        if cell.get("cell_type") == "code" and src.strip():
-            assert not cell.get("outputs"), f"{path.name}, cell {index}: outputs are stored"
-            out.append((index, src))
-    return out
+by_name = pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 
 
-@pytest.fixture
-def model_or_skip(request: pytest.FixtureRequest) -> Any:
-    """The session's default model (conftest); skip when it cannot be loaded here."""
-    try:
-        return request.getfixturevalue("default_model")
-    except (ImportError, OSError, MechgraphError) as e:
-        pytest.skip(f"the default model cannot be loaded: {e}")
+def _code(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread: on a busy 2-core box, more threads make the small ops far slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def test_the_notebooks_are_there():
+    assert EXPECTED <= {p.name for p in NOTEBOOKS}
 
 
-@pytest.mark.model
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(
-    path: Path,
-    model_or_skip: Any,
-    one_torch_thread: None,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.syspath_prepend(str(ROOT))  # the notebooks import `probes` from the checkout
-    monkeypatch.chdir(tmp_path)
-    ns: dict[str, Any] = {"__name__": "__main__"}
-    for index, src in code_cells(path):
-        name = f"<{path.name} cell {index}>"
-        # register the source so that tracebacks show the cell's lines
-        monkeypatch.setitem(linecache.cache, name, (len(src), None, src.splitlines(True), name))
-        try:
-            exec(compile(src, name, "exec"), ns)
-        except Exception as e:
-            frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == name]
-            where = f", line {frames[-1].lineno} `{frames[-1].line}`" if frames else ""
-            raise AssertionError(
-                f"{path.name}, cell {index}{where} raised {type(e).__name__}: {e}"
-            ) from e
-    check = CHECKS.get(path.name)
-    if check is not None:
-        check(ns, tmp_path)
+def test_pytest_runs_the_notebooks():
+    """The README's bare ``pytest`` collects notebooks/ and runs each notebook with nbmake."""
+    opts = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["pytest"]
+    opts = opts["ini_options"]
+    assert "notebooks" in opts["testpaths"] and "tests" in opts["testpaths"]
+    assert "--nbmake" in opts["addopts"].split()
+    assert importlib.util.find_spec("nbmake") is not None, "pip install -e '.[test]' (nbmake)"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    assert any(d.startswith("nbmake") for d in extras["optional-dependencies"]["test"])
+
+
+@by_name
+def test_stored_without_outputs(path: Path):
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    assert nb.nbformat == 4, f"{path.name}: not an nbformat 4 notebook"
+    nbformat.validate(nb)
+    for index, cell in enumerate(nb.cells):
+        where = f"{path.name}, cell {index}"
+        assert "execution" not in cell.metadata, f"{where}: execution timings are stored"
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{where}: outputs are stored (clear them)"
+            assert cell.execution_count is None, f"{where}: an execution count is stored"
+    assert "widgets" not in nb.metadata, f"{path.name}: widget state is stored"
+
+
+@by_name
+def test_checks_its_results(path: Path):
+    """Every notebook ends in assertions that the nbmake run checks."""
+    asserts = [s for s in _code(path) if re.search(r"^assert ", s, re.M)]
+    assert asserts, f"{path.name}: no cell asserts anything"
+
+
+@by_name
+def test_pins_torch_to_one_thread(path: Path):
+    """Notebooks that run a model use one torch thread (far faster on a busy small CPU)."""
+    src = "\n".join(_code(path))
+    if re.search(r"import torch|load_model\(|\.extract\(|import trl", src):
+        assert "torch.set_num_threads(1)" in src, f"{path.name}: torch threads not pinned"
+
+
+@by_name
+def test_needs_nothing_beyond_the_package(path: Path):
+    """Outputs go to a temporary folder, and the shared data is optional (guarded)."""
+    for src in _code(path):
+        assert not re.search(r"""["']runs/""", src), f"{path.name}: writes under runs/"
+        if re.search(r"\.\./shared|shared/data|MECHGRAPH_SHARED", src):
+            assert re.search(r"\.(exists|is_dir)\(\)", src), (
+                f"{path.name}: a cell reads ../shared without checking that it exists:\n{src}"
+            )

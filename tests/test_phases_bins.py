@@ -113,4 +113,7 @@ def test_two_phase_test_takes_the_recorded_execution_entropy(smol, tmp_path):
         tokenizer=smol,
     )  # fmt: skip
     assert rep.two_phase["exec_metric"] == "log/phases/entropy_exec"
+    # interval columns of the log metrics are not metrics of their own
+    assert "log/phases/entropy_exec" in rep.change_points
+    assert not [m for m in rep.change_points if m.endswith(("_lo", "_hi"))]
     assert rep.two_phase["verdict"] in ("yes", "no", "undetermined")

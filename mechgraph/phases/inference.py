@@ -99,8 +99,12 @@ def table_change_points(
     [{'index': 7, 'x': 400.0, 'lo': 400.0, 'hi': 400.0, 'support': 1.0}]
     """
     if metrics is None:
+        cols = set(result.table.columns)
         metrics = [
-            c for c in result.table.columns if c in result.replicates or c.startswith("log/")
+            c
+            for c in result.table.columns
+            if c in result.replicates
+            or (c.startswith("log/") and not (c.endswith(("_lo", "_hi")) and c[:-3] in cols))
         ]
     out = {}
     for m in metrics:
