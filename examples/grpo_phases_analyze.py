@@ -241,7 +241,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
     steps = summary["steps"]
     for m, c in summary["curves"].items():
-        ax[0].plot(steps, c["accuracy"], color=colour[m], lw=2, label=f"{m.upper()} (seeds pooled)")
+        n = len(c["per_seed"])
+        label = f"{m.upper()} ({n} seed{'s' if n > 1 else ''}, 95% CI over problems)"
+        ax[0].plot(steps, c["accuracy"], color=colour[m], lw=2, label=label)
         ax[0].fill_between(steps, c["lo"], c["hi"], color=colour[m], alpha=0.2)
         for acc in c["per_seed"].values():
             ax[0].plot(steps, acc, color=colour[m], lw=0.7, ls=":")
