@@ -44,8 +44,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grpo_phases import checkpoints  # the run folders' own layout
+
 RUN = re.compile(r"^(grpo|hicra)-s(\d+)$")
-CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def runs(root: Path) -> list[tuple[str, int, Path]]:
@@ -58,15 +60,6 @@ def runs(root: Path) -> list[tuple[str, int, Path]]:
     if not found:
         raise SystemExit(f"{root}: no evaluated run folders ({{grpo,hicra}}-s<N>/eval.jsonl)")
     return sorted(found, key=lambda r: (r[1], r[0]))
-
-
-def checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in folder.glob("checkpoint-*"):
-        m = CKPT.match(p.name)
-        if m and (p / "trainer_state.json").is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
 
 
 def _copy(src: Path, dst: Path) -> None:
