@@ -530,12 +530,12 @@ def cmd_evaluate(args: argparse.Namespace) -> list[dict[str, Any]]:
     have = {r["step"] for r in rows if r.get("n") == len(held)}
     rows = [r for r in rows if r["step"] in have]
     todo = [(0, run["model"])] + [(s, str(p)) for s, p in checkpoints(out)]
+    strict = run.get("reward", "correct") == "correct+stopped"  # as the run was rewarded
     for step, path in todo:
         if step in have:
             continue
         stopped: list[bool] = []
         answer_ok = greedy_accuracy(path, held, args.eval_tokens, stopped=stopped)
-        strict = run.get("reward", "correct") == "correct+stopped"
         ok = [a and s for a, s in zip(answer_ok, stopped, strict=True)] if strict else answer_ok
         k, n = sum(ok), len(ok)
         lo, hi = wilson(k, n)

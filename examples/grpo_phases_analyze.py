@@ -22,7 +22,7 @@ Steps (each resumable: a finished output is not redone):
    checkpoint, pooled over seeds, 95% bootstrap CI over problems; seeds drawn thin), HICRA
    minus GRPO at the last checkpoint and averaged over checkpoints (a paired bootstrap
    over held-aside problems, every run scored on the same problems), training reward in
-   windows, and every run's two-phase verdict, into ``RESULTS/summary.json`` and
+   windows (the text pass's ``log/`` columns), and every run's two-phase verdict, into ``RESULTS/summary.json`` and
    ``RESULTS/curves.png``.
 
 Run::
@@ -139,20 +139,22 @@ def paired_boot(d: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, fl
     return float(d.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
-def reward_windows(results: Path, name: str, width: int) -> dict[str, list[float]]:
-    hist = json.loads((results / f"{name}.trainer_state.json").read_text())["log_history"]
-    by: dict[int, list[dict[str, Any]]] = {}
-    for h in hist:
-        if "reward" in h and "step" in h:
-            by.setdefault(int(np.ceil(h["step"] / width) * width), []).append(h)
-    keys = ["reward", "phases/entropy_exec", "phases/entropy_plan", "phases/planning_share"]
-    out: dict[str, list[float]] = {"step": sorted(by)}
-    for k in keys:
-        vals = [[np.nan if h.get(k) is None else h[k] for h in by[w]] for w in out["step"]]
-        out[k] = [float(np.nanmean(v)) if np.isfinite(v).any() else None for v in vals]
-    out["completion_length"] = [
-        float(np.mean([h["completions/mean_length"] for h in by[w]])) for w in out["step"]
-    ]
+def training_windows(results: Path, name: str) -> dict[str, list[float | None]]:
+    """The recorder's per-window log means, as the text pass of ``mechgraph phases`` wrote them."""
+    import pandas as pd
+
+    t = pd.read_parquet(results / "phases" / f"{name}.text.parquet")
+    cols = {
+        "reward": "log/reward",
+        "phases/entropy_exec": "log/phases/entropy_exec",
+        "phases/entropy_plan": "log/phases/entropy_plan",
+        "phases/planning_share": "log/phases/planning_share",
+        "completion_length": "log/completions/mean_length",
+    }
+    out: dict[str, list[float | None]] = {"step": t["checkpoint_value"].astype(int).tolist()}
+    for key, col in cols.items():  # a log key never logged (no planning token) is absent
+        vals = t[col].to_numpy(float) if col in t else np.full(len(t), np.nan)
+        out[key] = [None if not np.isfinite(v) else float(v) for v in vals]
     return out
 
 
@@ -197,7 +199,7 @@ def compare(results: Path, names: list[str], args: argparse.Namespace) -> dict[s
             n: dict(zip(("acc", "lo", "hi"), v, strict=True))
             for n, v in zip(names, start, strict=True)
         }
-    out["training"] = {n: reward_windows(results, n, args.bin_steps) for n in names}
+    out["training"] = {n: training_windows(results, n) for n in names}
     verdicts = {}
     for n in names:
         for kind in ("text", "model"):

@@ -102,6 +102,16 @@ def tiny_model(tiny_model_dir):
     return load_model(tiny_model_dir)
 
 
+def half_text(text: str) -> list[tuple[int, int]]:
+    """Planning = the first half of each completion's characters (TRL tests)."""
+    return [(0, len(text) // 2)] if text else []
+
+
+def reward_len(completions, **kw):
+    """A reward that varies within a GRPO group without a checker (TRL tests)."""
+    return [float(len(c) % 5) for c in completions]
+
+
 def tiny_grpo_config(tmp_path, **kw):
     """A GRPOConfig for 2-step CPU runs of a tiny model (shared by the TRL tests)."""
     import trl

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_grpo_config
+from conftest import half_text, reward_len, tiny_grpo_config
 
 trl = pytest.importorskip("trl")
 
@@ -18,14 +18,6 @@ from mechgraph.weights.recorder import (  # noqa: E402
 )
 
 torch.set_num_threads(1)
-
-
-def half_text(text: str) -> list[tuple[int, int]]:
-    return [(0, len(text) // 2)] if text else []
-
-
-def reward_len(completions, **kw):
-    return [float(len(c) % 5) for c in completions]
 
 
 def _args(tmp_path, **kw):

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from conftest import tiny_grpo_config
+from conftest import half_text, reward_len, tiny_grpo_config
 
 trl = pytest.importorskip("trl")
 
@@ -17,15 +17,6 @@ from mechgraph.weights import AdvantageConfig  # noqa: E402
 from mechgraph.weights.trl import check_grpo_args, make_grpo_trainer_class  # noqa: E402
 
 ALPHA = 0.2
-
-
-def half_text(text: str) -> list[tuple[int, int]]:
-    """Planning = the first half of each completion's characters."""
-    return [(0, len(text) // 2)] if text else []
-
-
-def reward_len(completions, **kw):
-    return [float(len(c) % 5) for c in completions]
 
 
 def _args(tmp_path, **kw):

@@ -258,8 +258,9 @@ class PhaseRecorder(_Callback):  # type: ignore[misc,valid-type]
         torn = bool(raw) and not raw.endswith(b"\n")
         if torn:  # torn tail of an interrupted append
             raw = raw[: raw.rfind(b"\n") + 1]
+        lines = raw.decode("utf-8").splitlines()
         keep: list[str] = []
-        for line in raw.decode("utf-8").splitlines():
+        for line in lines:
             if not line.strip():
                 continue
             step = str(json.loads(line)["id"]).split("/", 1)[0]
@@ -268,7 +269,7 @@ class PhaseRecorder(_Callback):  # type: ignore[misc,valid-type]
             keep.append(line + "\n")
             if step.isdigit():
                 self.done_steps.add(int(step))
-        if torn or len(keep) < len(raw.decode("utf-8").splitlines()):
+        if torn or len(keep) < len(lines):
             write_text_atomic(self.path, "".join(keep))
 
     # -- callback --------------------------------------------------------------------------
