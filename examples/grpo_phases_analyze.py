@@ -6,6 +6,8 @@ Steps (each resumable: a finished output is not redone):
    into ``--results``: the recorder's traces as ``{method}-seed{N}.jsonl``, the last
    checkpoint's ``trainer_state.json`` as ``{method}-seed{N}.trainer_state.json`` and the
    held-aside evaluation as ``{method}-seed{N}.eval.jsonl``. Never the checkpoints.
+   A run already analysed in ``--results`` whose folder is gone (made on an earlier
+   machine) joins the comparison from its kept evaluation and ``mechgraph phases`` outputs.
 2. **phases**: ``mechgraph phases`` on each run, twice:
 
    * ``text``: every recorded sample, steps windowed by ``--bin-steps`` (10), joined with
@@ -60,6 +62,28 @@ def runs(root: Path) -> list[tuple[str, int, Path]]:
     if not found:
         raise SystemExit(f"{root}: no evaluated run folders ({{grpo,hicra}}-s<N>/eval.jsonl)")
     return sorted(found, key=lambda r: (r[1], r[0]))
+
+
+def kept(results: Path, found: list[str]) -> list[str]:
+    """Runs already analysed in ``results`` whose run folder is gone (an earlier machine).
+
+    A run counts when its evaluation and both ``mechgraph phases`` outputs were kept; it joins
+    the comparison as it was analysed then (its checkpoints cannot be read again).
+    """
+    out = []
+    for p in sorted(results.glob("*-seed*.eval.jsonl")):
+        name = p.name.removesuffix(".eval.jsonl")
+        done = all(
+            (results / "phases" / f"{name}.{k}.parquet.json").is_file() for k in ("text", "model")
+        )
+        if name not in found and re.match(r"^(grpo|hicra)-seed\d+$", name) and done:
+            out.append(name)
+    return out
+
+
+def _order(name: str) -> tuple[int, str]:
+    method, seed = name.split("-seed")
+    return int(seed), method
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -284,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         name = collect(method, seed, folder, results)
         phases(name, folder, results, work, args)
         names.append(name)
+    names = sorted(set(names) | set(kept(results, names)), key=_order)
     summary = compare(results, names, args)
     summary["config"] = vars(args)
     tmp = results / "summary.json.tmp"

@@ -144,3 +144,11 @@ def _analyze(out: Path, tmp_path: Path) -> None:
         "grpo-seed0",
         "hicra-seed0",
     ]
+    # a run analysed before whose folder is gone (another machine) joins from its kept results;
+    # one with no model pass kept (grpo-seed0 here) does not
+    shutil.rmtree(root / "hicra-s0")
+    shutil.rmtree(root / "grpo-s0")
+    shutil.copytree(out, root / "grpo-s1")
+    again = an.main([*args, "--skip-models"])
+    assert again["runs"] == ["hicra-seed0", "grpo-seed1"]
+    assert "hicra-seed0.model" in again["phases"] and "grpo-seed1.text" in again["phases"]
