@@ -10,6 +10,10 @@ Times, on the same model and the same batches of token ids (steps of ~20 tokens)
 * ``bridge_filter`` TransformerBridge ``run_with_cache(names_filter=...)``, one layer near the end
 * ``bridge_all``   TransformerBridge ``run_with_cache()`` caching everything
 * ``extract_e2e``  ``mechgraph.extract`` end to end (tokenise, hooks, store write), one layer
+  (defaults: ``overlap=True``, batches built and shards written in threads)
+* ``extract_seq``  the same with ``overlap=False`` (everything in turn on one thread)
+* ``extract_pack`` the same with ``pack=True`` (equal-length traces here: nothing to pack,
+  it shows packing's overhead, not its saving; see ``bench_packing.py`` for that)
 
 Modes run in turn, A B C ... A B C ..., and the median of each is reported with its
 ratio to ``hf_forward``'s throughput. Memory: the peak (CUDA allocator peak; on CPU the
@@ -50,7 +54,10 @@ MODES = [
     "bridge_filter",
     "bridge_all",
     "extract_e2e",
+    "extract_seq",
+    "extract_pack",
 ]
+E2E = {"extract_e2e": {}, "extract_seq": {"overlap": False}, "extract_pack": {"pack": True}}
 STEP_TOKENS = 20
 
 
@@ -163,7 +170,7 @@ class Runner:
                 name = hook_name(self.layers["native_last"][0], "resid_post")
                 pool_batch(cache[name], self.plan, ["mean"])
                 del cache
-            elif mode == "extract_e2e":
+            elif mode in E2E:
                 from mechgraph.extract import extract
 
                 with tempfile.TemporaryDirectory() as d:
@@ -176,6 +183,7 @@ class Runner:
                         batch_tokens=self.args.batch * (self.args.tokens + 64),
                         max_batch=self.args.batch,
                         progress=False,
+                        **E2E[mode],
                     )
             else:
                 raise ValueError(mode)
@@ -309,7 +317,7 @@ def main() -> None:
                 "median_s": med,
                 "min_s": min(times[m]),
                 "max_s": max(times[m]),
-                "tokens": (tk := runner.e2e_tokens if m == "extract_e2e" else n_tok),
+                "tokens": (tk := runner.e2e_tokens if m in E2E else n_tok),
                 "tokens_per_s": tk / med,
                 "throughput_vs_hf_forward": tk / med / base,
                 "peak_mib": pk,

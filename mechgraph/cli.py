@@ -273,8 +273,45 @@ def extract(
         str, typer.Option(help="dtype of the stored states: float32 | float16.")
     ] = "float32",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    pack: Annotated[
+        bool,
+        typer.Option(
+            help="Pack several traces into one row (no padding; native backend; same states "
+            "to float rounding)."
+        ),
+    ] = False,
+    overlap: Annotated[
+        bool,
+        typer.Option(help="Build batches and write shards in threads while the device runs."),
+    ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) or ray (Ray tasks prepare, an actor pool computes; "
+            "same store)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join (HOST:PORT, ray://HOST:PORT, auto); default "
+            "$RAY_ADDRESS, else a local Ray instance. Ray engine only."
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(help="Ray actors (model copies); default one per GPU, or per CPU."),
+    ] = None,
+    gpus_per_actor: Annotated[
+        float | None,
+        typer.Option(help="GPUs per Ray actor; default 1 with --device cuda, else 0."),
+    ] = None,
 ) -> None:
-    """Pool per-step hidden states at some layers into a store."""
+    """Pool per-step hidden states at some layers into a store.
+
+    With --engine ray the work is spread over a Ray cluster (or a local Ray instance);
+    the store is the one the local engine writes, and either engine resumes it.
+    """
     from mechgraph.extract import extract as run
 
     model_dir = model if model != "default" and Path(model).exists() else None
@@ -298,6 +335,12 @@ def extract(
         shard_traces=shard_traces,
         store_dtype=store_dtype,
         progress=progress,
+        pack=pack,
+        overlap=overlap,
+        engine=engine,
+        address=address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
     )
     typer.echo(store.summary())
 

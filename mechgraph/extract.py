@@ -4,7 +4,10 @@ The model sees ``prompt + text`` tokenised once, with the tokenizer's special to
 (no doubled BOS: when the prompt already starts with the BOS string, none is added).
 Steps are aligned to those ids by :mod:`mechgraph.align`. Traces are processed in
 chunks of ``shard_traces`` (one committed shard each); inside a chunk they are sorted by
-length and batched under a padded-token budget, right-padded with an attention mask.
+length and batched under a padded-token budget, right-padded with an attention mask, or
+packed several to a row (``pack=True``, :mod:`mechgraph.packing`). With ``overlap=True``
+(the default) the next batch is built in a background thread and shards are committed in
+a writer thread, while the device runs.
 
 Long traces
 -----------
@@ -25,7 +28,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +39,16 @@ import torch
 # prepare_trace / tokenize_traces live in mechgraph.align (stage 0); re-exported here.
 from mechgraph.align import prepare_trace, tokenize_traces
 from mechgraph.errors import ConfigError, ExtractionError, TraceError
-from mechgraph.hooks import HOOK_KINDS, POOLS, BatchPlan, PoolAccumulator, hook_name, make_backend
+from mechgraph.hooks import HOOK_KINDS, POOLS, PoolAccumulator, hook_name, make_backend
 from mechgraph.models import LoadedModel, load_model
+from mechgraph.packing import (
+    WriteBehind,
+    accumulate,
+    build_batch,
+    fetch_pooled,
+    plan_batches,
+    prefetch,
+)
 from mechgraph.store import (
     MANIFEST,
     Store,
@@ -89,6 +100,31 @@ class ExtractConfig:
     store_dtype : {"float32", "float16"}
     progress : bool
         Show a progress bar with tokens/s.
+    pack : bool
+        Pack several traces (pieces) into one row instead of padding each to the longest
+        of its batch: position ids restart per trace and attention stays inside each trace
+        (block-diagonal causal mask; flash attention: one flat varlen row). Native backend
+        only; states equal the padded run's to float rounding (see
+        :mod:`mechgraph.packing`). Not part of the store's identity: a store may be
+        resumed or appended with another value (its manifest keeps the first run's).
+    overlap : bool
+        Build the next batch in a background thread while the current one runs (pinned
+        memory and non-blocking copies on CUDA) and commit shards in a writer thread.
+        Byte-identical to ``overlap=False``; not part of the store's identity.
+    engine : {"local", "ray"}
+        Where the forward passes run: in this process, or prepared in Ray tasks and
+        computed by a pool of Ray actors, one model each, the shards committed here by
+        the same writer (:mod:`mechgraph.engines.ray`; guide: ``docs/scale.md``). Same
+        store either way; the engine fields are not part of the store's identity (its
+        config records them at their defaults), so either engine resumes the other's.
+    address : str or None
+        Ray cluster to join (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); default
+        ``$RAY_ADDRESS``, else a local Ray instance is started and stopped. Ray only.
+    actors : int or None
+        Actors (model copies); default one per GPU with ``gpus_per_actor`` > 0, else one
+        per CPU of the cluster. Ray only.
+    gpus_per_actor : float or None
+        GPUs each actor holds; default 1 when ``device`` is CUDA, else 0. Ray only.
     """
 
     layers: tuple[int, ...] = ()
@@ -104,6 +140,12 @@ class ExtractConfig:
     shard_traces: int = 64
     store_dtype: str = "float32"
     progress: bool = True
+    pack: bool = False
+    overlap: bool = True
+    engine: str = "local"
+    address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float | None = None
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(x) for x in self.layers)
@@ -127,6 +169,22 @@ class ExtractConfig:
             raise ConfigError(f"store_dtype must be one of {sorted(_STORE_DTYPES)}")
         if self.batch_tokens < 1 or self.max_batch < 1 or self.shard_traces < 1:
             raise ConfigError("batch_tokens, max_batch and shard_traces must be positive")
+        if self.pack and self.backend != "native":
+            raise ConfigError(
+                f"pack=True needs backend='native' (backend {self.backend!r} takes no "
+                "packed position ids); drop --pack or use the native backend"
+            )
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"unknown engine {self.engine!r}; choose local or ray")
+        ray_only = {"address": self.address, "actors": self.actors}
+        ray_only["gpus_per_actor"] = self.gpus_per_actor
+        given = [k for k, v in ray_only.items() if v is not None]
+        if self.engine == "local" and given:
+            raise ConfigError(f"{', '.join(given)}: options of engine='ray' (--engine ray)")
+        if self.actors is not None and self.actors < 1:
+            raise ConfigError(f"actors must be positive, got {self.actors}")
+        if self.gpus_per_actor is not None and not self.gpus_per_actor >= 0:
+            raise ConfigError(f"gpus_per_actor must be >= 0, got {self.gpus_per_actor}")
 
 
 @dataclass
@@ -257,6 +315,11 @@ def extract(
     out = Path(out)
     # OS-level problems and a concurrent writer are refused here, before weights load
     check_store_target(out)
+    if cfg.engine == "ray":  # the same store, computed by a Ray actor pool
+        from mechgraph.engines.ray import extract_ray
+
+        source = traces if _is_path(traces) else None
+        return extract_ray(trace_list, out, source, model, cfg, dtype, device)
     lock = StoreLock(out)
     fresh = not (out / MANIFEST).exists()
     writer: StoreWriter | None = None
@@ -266,10 +329,7 @@ def extract(
             trace_list, out, lock, model, cfg, dtype, device
         )
         bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
-        for c in range(0, len(todo), cfg.shard_traces):
-            chunk = todo[c : c + cfg.shard_traces]
-            results = _run_chunk(chunk, backend, lm, hooks, cfg, lm.tokenizer, bar)
-            _write_chunk(writer, chunk, results, hooks, cfg)
+        _run_chunks(todo, writer, backend, lm, hooks, cfg, bar)
         # the record, after the shards (rewritten on a resume or an append)
         write_store_record(out, writer.manifest, traces if _is_path(traces) else None)
     except BaseException:
@@ -281,6 +341,26 @@ def extract(
         if bar is not None:
             bar.close()
     return open_store(out)
+
+
+def _run_chunks(todo, writer, backend, lm, hooks, cfg: ExtractConfig, bar) -> None:
+    """Run and commit every chunk in order; with ``cfg.overlap`` the commits run in a
+    writer thread (a shard is committed whole or not at all, as without it)."""
+    shards = WriteBehind(_write_chunk, depth=2) if cfg.overlap else None
+    try:
+        for c in range(0, len(todo), cfg.shard_traces):
+            chunk = todo[c : c + cfg.shard_traces]
+            results = _run_chunk(chunk, backend, lm, hooks, cfg, lm.tokenizer, bar)
+            if shards is None:
+                _write_chunk(writer, chunk, results, hooks, cfg)
+            else:
+                shards.submit(writer, chunk, results, hooks, cfg)
+    except BaseException:
+        if shards is not None:  # chunks done before the error still land, as sequentially
+            shards.close(raise_error=False)
+        raise
+    if shards is not None:
+        shards.close()
 
 
 def _is_path(x: Any) -> bool:
@@ -311,26 +391,7 @@ def _open_run(trace_list, out: Path, lock: StoreLock, model, cfg: ExtractConfig,
     hooks = [hook_name(layer, k) for layer in layers for k in cfg.hooks]
     trace_list, seg_name, seg_info = _segment(trace_list, cfg.segmenter)
     tok = lm.tokenizer
-    manifest = {
-        "mechgraph_version": _version(),
-        "model_id": lm.model_id,
-        "fingerprint": lm.fingerprint,
-        "dtype": lm.dtype,
-        "device": lm.device,
-        "n_layers": lm.n_layers,
-        "d_model": lm.d_model,
-        "n_ctx": lm.n_ctx,
-        "hooks": hooks,
-        "layers": layers,
-        "pools": list(cfg.pools),
-        "segmenter": seg_name,
-        "segmentation": seg_info,
-        "tokenizer": _tok_id(tok, lm),
-        "window": cfg.window if cfg.window == "error" else f"sliding:{cfg.window_overlap}",
-        "on_empty_step": cfg.on_empty_step,
-        "store_dtype": cfg.store_dtype,
-        "config": {**asdict(cfg), "layers": layers, "segmenter": seg_name},
-    }
+    manifest = _manifest(_model_facts(lm), cfg, layers, hooks, seg_name, seg_info)
     preps = []
     encoded = tokenize_traces(tok, trace_list)
     for t, enc in zip(trace_list, encoded, strict=True):  # check all before writing anything
@@ -343,7 +404,54 @@ def _open_run(trace_list, out: Path, lock: StoreLock, model, cfg: ExtractConfig,
         p.pieces = _pieces(len(ids), lm.n_ctx, cfg, has_bos, t.id)
         preps.append(p)
     backend = make_backend(cfg.backend, lm, hooks, cfg.pools)
+    if cfg.pack:
+        backend.pack_layout()  # an attention that cannot keep packed traces apart: refused
     writer = StoreWriter(out, manifest, lock=lock)
+    return writer, _todo(preps, writer, out), lm, hooks, backend
+
+
+#: The engine fields, as every store records them: where states were computed is no part
+#: of a store, so either engine resumes the other's.
+_ENGINE_DEFAULTS = {"engine": "local", "address": None, "actors": None, "gpus_per_actor": None}
+
+
+def _model_facts(lm: LoadedModel) -> dict[str, Any]:
+    """What a store's manifest records of the model (the Ray actors report the same)."""
+    return {
+        "model_id": lm.model_id,
+        "fingerprint": lm.fingerprint,
+        "dtype": lm.dtype,
+        "device": lm.device,
+        "n_layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "n_ctx": lm.n_ctx,
+        "tokenizer": _tok_id(lm.tokenizer, lm),
+    }
+
+
+def _manifest(facts, cfg: ExtractConfig, layers, hooks, seg_name, seg_info) -> dict[str, Any]:
+    """The store's manifest for a model's facts (:func:`_model_facts`) and a config."""
+    recorded = replace(cfg, **_ENGINE_DEFAULTS)
+    return {
+        "mechgraph_version": _version(),
+        **{k: facts[k] for k in ("model_id", "fingerprint", "dtype", "device")},
+        **{k: facts[k] for k in ("n_layers", "d_model", "n_ctx")},
+        "hooks": hooks,
+        "layers": layers,
+        "pools": list(cfg.pools),
+        "segmenter": seg_name,
+        "segmentation": seg_info,
+        "tokenizer": facts["tokenizer"],
+        "window": cfg.window if cfg.window == "error" else f"sliding:{cfg.window_overlap}",
+        "on_empty_step": cfg.on_empty_step,
+        "store_dtype": cfg.store_dtype,
+        "config": {**asdict(recorded), "layers": layers, "segmenter": seg_name},
+    }
+
+
+def _todo(preps: list[_Prepared], writer: StoreWriter, out: Path) -> list[_Prepared]:
+    """The prepared traces not in the store yet; one already there with another text is
+    refused."""
     done = writer.committed()
     todo = []
     for p in preps:
@@ -355,7 +463,7 @@ def _open_run(trace_list, out: Path, lock: StoreLock, model, cfg: ExtractConfig,
                 )
             continue
         todo.append(p)
-    return writer, todo, lm, hooks, backend
+    return todo
 
 
 def _tok_id(tok: Any, lm: LoadedModel) -> str:
@@ -377,73 +485,31 @@ def _progress(enabled: bool, total: int):
     return tqdm(total=total, unit="tok", unit_scale=True, desc="extract", smoothing=0.1)
 
 
-def _batches(pieces: list[tuple[int, int]], lengths: list[int], cfg: ExtractConfig):
-    order = sorted(range(len(pieces)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for i in order:
-        width = lengths[batch[0]] if batch else lengths[i]
-        if batch and ((len(batch) + 1) * width > cfg.batch_tokens or len(batch) >= cfg.max_batch):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
-
-
 def _run_chunk(chunk: list[_Prepared], backend, lm: LoadedModel, hooks, cfg, tok, bar):
     accs = [PoolAccumulator(len(p.steps), lm.d_model, hooks, cfg.pools) for p in chunk]
     pieces = [(i, pc) for i, p in enumerate(chunk) for pc in p.pieces]
     lengths = [pc[1] - pc[0] + int(pc[4]) for _, pc in pieces]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = torch.device(lm.device)
-    for batch in _batches(pieces, lengths, cfg):
-        T = max(lengths[i] for i in batch)
-        ids = np.full((len(batch), T), pad, dtype=np.int64)
-        mask = np.zeros((len(batch), T), dtype=np.int64)
-        owner = np.full((len(batch), T), -1, dtype=np.int64)
-        rows_trace, rows_step, rows_gpos = [], [], []
-        n_rows = 0
-        for b, i in enumerate(batch):
-            ti, (start, end, own_s, own_e, add_bos) = pieces[i]
-            p = chunk[ti]
-            seg = p.ids[start:end]
-            off = int(add_bos)
-            if add_bos:
-                ids[b, 0] = tok.bos_token_id
-            ids[b, off : off + len(seg)] = seg
-            mask[b, : off + len(seg)] = 1
-            local = p.owner[start:end].copy()
-            gpos = np.arange(start, end)
-            local[(gpos < own_s) | (gpos >= own_e)] = -1
-            present = np.unique(local[local >= 0])
-            remap = np.full(len(p.steps), -1, dtype=np.int64)
-            remap[present] = np.arange(n_rows, n_rows + len(present))
-            owner[b, off : off + len(seg)] = np.where(local >= 0, remap[np.maximum(local, 0)], -1)
-            rows_trace += [ti] * len(present)
-            rows_step += present.tolist()
-            rows_gpos.append((b, off, start))
-            n_rows += len(present)
-        owner_t = torch.from_numpy(owner).to(device)
-        plan = BatchPlan.build(owner_t, n_rows)
+    layout = backend.pack_layout() if cfg.pack else "padded"
+    groups = plan_batches(lengths, cfg.batch_tokens, cfg.max_batch, layout)
+    pin = cfg.overlap and device.type == "cuda"
+    host = (
+        build_batch(rows, pieces, lengths, chunk, pad, tok.bos_token_id, layout).stage(pin)
+        for rows in groups
+    )
+    pending = None  # the batch whose pooled states are on their way to the host
+    for hb in prefetch(host, depth=2) if cfg.overlap else host:
+        x = hb.inputs(device)
         sink = backend.run(
-            torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), plan
+            x["input_ids"], x["attention_mask"], x["plan"], x["position_ids"], **x["extra"]
         )
-        # global token positions of each row's first/last token (for first/last pools)
-        first = plan.first.cpu().numpy()
-        last = plan.last.cpu().numpy()
-        b_of_first, t_first = np.divmod(first, T)
-        b_of_last, t_last = np.divmod(last, T)
-        base = np.array([rows_gpos[b][2] - rows_gpos[b][1] for b in range(len(batch))])
-        g_first, g_last = base[b_of_first] + t_first, base[b_of_last] + t_last
-        rt, rs = np.asarray(rows_trace), np.asarray(rows_step)
-        for h in hooks:
-            pooled = {k: v.cpu().numpy() for k, v in sink[h].items()}
-            for ti in np.unique(rt):
-                sel = rt == ti
-                part = {k: v[sel] for k, v in pooled.items()}
-                accs[ti].add(h, part, rs[sel], g_first[sel], g_last[sel], count_done=h != hooks[0])
-        if bar is not None:
-            bar.update(int(mask.sum()) - sum(int(pieces[i][1][4]) for i in batch))
+        fetched = fetch_pooled(sink, pin)
+        if pending is not None:
+            accumulate(accs, hooks, *pending, bar)
+        pending = (hb, fetched)
+    if pending is not None:
+        accumulate(accs, hooks, *pending, bar)
     return [acc.finish(p.trace.id) for acc, p in zip(accs, chunk, strict=True)]
 
 

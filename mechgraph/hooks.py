@@ -18,6 +18,12 @@ Backends
 
 Each hook pools the activation over every step inside the hook (on the model's device),
 keeps only the pooled vectors, and the forward pass stops right after the deepest hook.
+
+Packed batches (``ExtractConfig.pack``, :mod:`mechgraph.packing`) run on the native backend
+only: ``Backend.run(..., position_ids=...)`` gives no 2-D mask and position ids restarting
+per trace, and transformers' mask code builds the block-diagonal causal mask (eager, sdpa,
+flex) or flash attention runs its varlen kernel on one flat row (``cu_seq_lens_q/k``).
+:meth:`Backend.pack_layout` says which, or refuses (the bridge; other attentions).
 """
 
 from __future__ import annotations
@@ -232,13 +238,27 @@ class Backend:
 
         return fn
 
-    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, plan: BatchPlan):
-        """Pooled states of every hook: ``{hook: {pool: (n_rows, d)}}`` (mean as sums)."""
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        plan: BatchPlan,
+        position_ids: torch.Tensor | None = None,
+        **extra: Any,
+    ):
+        """Pooled states of every hook: ``{hook: {pool: (n_rows, d)}}`` (mean as sums).
+
+        ``position_ids`` (and ``extra``, flash-attention varlen kwargs) are for packed
+        batches (:mod:`mechgraph.packing`); see :meth:`pack_layout`.
+        """
         sink: dict[str, dict[str, torch.Tensor]] = {}
         fns = {name: self._make_fn(name, plan, sink) for name in self.hooks}
         with torch.inference_mode(), self._attached(fns):
             try:
-                self._forward(input_ids, attention_mask)
+                if position_ids is None and not extra:
+                    self._forward(input_ids, attention_mask)
+                else:
+                    self._forward_packed(input_ids, position_ids, extra)
             except _StopForward:
                 pass
         missing = [h for h in self.hooks if h not in sink]
@@ -252,6 +272,25 @@ class Backend:
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def pack_layout(self) -> str:
+        """How this backend runs packed batches: ``"rows"`` (block-diagonal causal mask
+        built by transformers from restarting position ids: eager, sdpa, flex attention)
+        or ``"varlen"`` (one flat row, flash attention's varlen kernel).
+
+        Raises
+        ------
+        ConfigError
+            The backend or the model's attention cannot keep packed pieces apart.
+        """
+        raise ConfigError(f"pack=True is not supported by the {type(self).__name__}")
+
+    def _forward_packed(self, input_ids, position_ids, extra) -> None:
+        raise ConfigError(f"pack=True is not supported by the {type(self).__name__}")
+
+
+_ROWS_ATTENTION = ("eager", "sdpa", "flex_attention")
+_PACK_ATTENTION = (*_ROWS_ATTENTION, "flash_attention_2", "flash_attention_3")
 
 
 def _first_tensor(x: Any) -> torch.Tensor:
@@ -328,6 +367,28 @@ class NativeBackend(Backend):
     def _forward(self, input_ids, attention_mask):
         self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
 
+    def pack_layout(self) -> str:
+        impl = str(getattr(self.hf.config, "_attn_implementation", None) or "eager")
+        if "flash" in impl:
+            return "varlen"
+        if impl in _ROWS_ATTENTION:
+            return "rows"
+        raise ConfigError(
+            f"pack=True: attention {impl!r} cannot keep packed traces apart; "
+            f"load the model with attn_implementation one of {', '.join(_PACK_ATTENTION)}"
+        )
+
+    def _forward_packed(self, input_ids, position_ids, extra):
+        # no 2-D mask: transformers builds the block-diagonal causal mask from the
+        # restarting position ids (masking_utils.find_packed_sequence_indices)
+        self.decoder(
+            input_ids=input_ids,
+            attention_mask=None,
+            position_ids=position_ids,
+            use_cache=False,
+            **extra,
+        )
+
 
 class BridgeBackend(Backend):
     """transformer-lens ``TransformerBridge`` hook points on the same HF model."""
@@ -358,6 +419,12 @@ class BridgeBackend(Backend):
 
     def _forward(self, input_ids, attention_mask):
         self.bridge(input_ids, return_type=None, attention_mask=attention_mask)
+
+    def pack_layout(self) -> str:
+        raise ConfigError(
+            "pack=True needs backend='native' (the bridge runs its own attention, "
+            "which takes no packed position ids)"
+        )
 
 
 def make_backend(kind: str, model: Any, hooks: Sequence[str], pools: Sequence[str]) -> Backend:

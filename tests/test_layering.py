@@ -37,6 +37,8 @@ STAGES = {
     "mechgraph.align": 0,
     "mechgraph.hooks": 1,
     "mechgraph.extract": 1,
+    "mechgraph.packing": 1,
+    "mechgraph.engines": 1,
     "mechgraph.store": 1,
     "mechgraph.models": 1,
     "mechgraph.logits": 1,
