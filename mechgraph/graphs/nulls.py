@@ -16,22 +16,40 @@ Two null models per trace, both seeded:
 The observed metric is reported as a z-score against ``n_null`` draws of each model:
 ``z = (observed - mean_null) / std_null`` (sample std), NaN where the null spread is 0
 or fewer than 2 null values are finite.
+
+:func:`null_zscores` draws and measures the nulls in one compiled pass
+(:mod:`mechgraph.graphs._null_kernels`).  Draw r of a trace uses a random stream keyed
+by ``(seed, kind, trace key, r)`` only (the trace key is its index in the corpus, or
+``trace_keys``), so a corpus split into slices (``traces=``, or ``engine="ray"``) gives
+exactly the numbers of the whole.  The walk's transition tables (:func:`walk_tables`)
+are built once per corpus.  :func:`shuffled_orders` and :func:`corpus_walks` are the
+vectorised NumPy draws (one ``Generator`` for the whole corpus) that other nulls use.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from mechgraph.errors import ConfigError
+from mechgraph.graphs import _null_kernels as NK
 from mechgraph.graphs.metrics import MetricOptions
 from mechgraph.graphs.paths import _as_path, _trace_of_step, step_distances
-from mechgraph.graphs.topology import _finalize, _raw_metrics
 
-__all__ = ["NULL_KINDS", "NULL_METRICS", "corpus_walks", "null_zscores", "shuffled_orders"]
+__all__ = [
+    "NULL_KINDS",
+    "NULL_METRICS",
+    "WalkTables",
+    "corpus_walks",
+    "null_zscores",
+    "shuffled_orders",
+    "walk_tables",
+]
 
 NULL_KINDS: tuple[str, ...] = ("shuffle", "walk")
 NULL_METRICS: tuple[str, ...] = (
@@ -45,7 +63,6 @@ NULL_METRICS: tuple[str, ...] = (
     "avg_path_length",
     "small_world_sigma",
 )
-_CHUNK_STEPS = 4_000_000
 
 
 def shuffled_orders(offsets: np.ndarray, n_null: int, rng: np.random.Generator) -> np.ndarray:
@@ -209,14 +226,150 @@ def corpus_walks(
     return walk, wdist
 
 
-def _shuffle_batch(p, offsets, vectors, orders):
-    """Nodes and step distances of shuffled replicates (flattened)."""
-    if vectors is None:
-        return p[orders].reshape(-1), None
-    d = np.concatenate(
-        [step_distances(vectors, offsets, order=orders[r]) for r in range(orders.shape[0])]
+# ------------------------------------------------------------------------ compiled nulls
+@dataclass(frozen=True)
+class WalkTables:
+    """Transition tables of the walk null, built once per corpus by :func:`walk_tables`.
+
+    States are ``group * kn + node``.  ``indptr``/``indices``/``cum`` hold, per state, its
+    observed successor states and their cumulative counts; ``edge_mean`` the mean
+    observed length of each transition (0 without distances).  ``tptr``/``tind``/``tcum``
+    hold per group the visited states and cumulative visit counts (the jump of a walk
+    stuck on a node without successor), ``gmean`` the group's mean step length.
+    ``labels`` are the group labels in code order (``None``: one corpus, no labels).
+    Small (a few entries per observed transition): ship it to workers as it is.
+    """
+
+    labels: tuple | None
+    kn: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    cum: np.ndarray
+    edge_mean: np.ndarray
+    tptr: np.ndarray
+    tind: np.ndarray
+    tcum: np.ndarray
+    gmean: np.ndarray
+    has_distances: bool
+
+    def group_codes(self, groups: Sequence | np.ndarray | None, n_traces: int) -> np.ndarray:
+        """Code of each trace's group (``ConfigError`` for a label the tables lack)."""
+        if groups is None:
+            if self.labels is not None and len(self.labels) > 1:
+                raise ConfigError("the walk tables hold several groups: pass groups=...")
+            return np.zeros(n_traces, np.int64)
+        g = np.asarray(groups, dtype=object)
+        if g.size != n_traces:
+            raise ConfigError(f"got {g.size} group labels for {n_traces} traces")
+        labels = (None,) if self.labels is None else self.labels
+        codes = pd.Index(pd.Series(list(labels), dtype=object)).get_indexer(g)
+        if np.any(codes < 0):
+            raise ConfigError(f"group {g[codes < 0][0]!r} is not in the walk tables")
+        return codes.astype(np.int64)
+
+
+def _within_row_cum(rows: np.ndarray, weights: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    c = np.cumsum(weights)
+    return c - np.r_[0.0, c][indptr[:-1]][rows]
+
+
+def walk_tables(
+    nodes: Sequence[int] | np.ndarray,
+    offsets: np.ndarray,
+    *,
+    groups: Sequence | np.ndarray | None = None,
+    distances: np.ndarray | None = None,
+) -> WalkTables:
+    """Transition tables of the walk null for a whole corpus (built once, then shared).
+
+    Parameters
+    ----------
+    nodes : array-like of int, shape (N,)
+    offsets : ndarray, shape (n_traces + 1,)
+    groups : array-like, shape (n_traces,), optional
+        Group label of each trace; each group gets its own transition matrix.
+    distances : ndarray, shape (N,), optional
+        Observed step distances (:func:`step_distances`), for the walk step lengths.
+
+    Returns
+    -------
+    WalkTables
+
+    Examples
+    --------
+    >>> t = walk_tables([0, 1, 0, 1], np.array([0, 4]))
+    >>> t.indices.tolist(), t.cum.tolist()
+    ([1, 0], [2.0, 1.0])
+    """
+    p = _as_path(nodes)
+    offsets = np.asarray(offsets, np.int64)
+    B, N = offsets.size - 1, p.size
+    labels = None
+    if groups is None:
+        g_codes = np.zeros(B, np.int64)
+    else:
+        g_codes, uniq = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
+        g_codes, labels = g_codes.astype(np.int64), tuple(uniq.tolist())
+    if g_codes.size != B:
+        raise ConfigError(f"got {g_codes.size} group labels for {B} traces")
+    n_groups = int(g_codes.max()) + 1 if B else 1
+    kn = int(p.max()) + 1 if N else 1
+    step_group = g_codes[_trace_of_step(offsets)]
+    state = step_group * kn + p
+    S = n_groups * kn
+    trans = np.ones(max(N - 1, 0), bool)
+    inner = offsets[1:-1] - 1
+    trans[inner[(inner >= 0) & (inner < N - 1)]] = False
+    d = None if distances is None else np.asarray(distances, np.float64)
+    if d is not None and d.shape[0] != N:
+        raise ConfigError(f"got {d.shape[0]} step distances for {N} steps")
+    rows, cols, counts, dsums = _pairs(
+        state[:-1][trans], state[1:][trans], S, None if d is None else d[:-1][trans]
     )
-    return p[orders].reshape(-1), d
+    indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=S))].astype(np.int64)
+    vrows, vcols, vcounts, _ = _pairs(step_group, state, S)
+    tptr = np.r_[0, np.cumsum(np.bincount(vrows, minlength=n_groups))].astype(np.int64)
+    gmean = np.zeros(n_groups)
+    if d is not None:
+        moved = trans & (p[:-1] != p[1:])
+        gsum = np.bincount(step_group[:-1][moved], weights=d[:-1][moved], minlength=n_groups)
+        gcnt = np.bincount(step_group[:-1][moved], minlength=n_groups)
+        gmean = np.where(gcnt > 0, gsum / np.maximum(gcnt, 1), 0.0)
+    return WalkTables(
+        labels=labels,
+        kn=kn,
+        indptr=indptr,
+        indices=cols.astype(np.int64),
+        cum=_within_row_cum(rows, counts, indptr),
+        edge_mean=np.zeros(rows.size) if d is None else dsums / counts,
+        tptr=tptr,
+        tind=vcols.astype(np.int64),
+        tcum=_within_row_cum(vrows, vcounts, tptr),
+        gmean=np.asarray(gmean, np.float64),
+        has_distances=d is not None,
+    )
+
+
+def _trace_keys(trace_keys, n_traces: int) -> np.ndarray:
+    """uint64 stream key of every trace: its index, or a given int / hashed key."""
+    if trace_keys is None:
+        return np.arange(n_traces, dtype=np.uint64)
+    k = np.asarray(trace_keys)
+    if k.shape != (n_traces,):
+        raise ConfigError(f"got {k.size} trace keys for {n_traces} traces")
+    if k.size and np.issubdtype(k.dtype, np.integer):
+        out = k.astype(np.int64).view(np.uint64)
+    else:
+        out = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(str(x).encode(), digest_size=8).digest(), "little")
+                for x in k.tolist()
+            ],
+            np.uint64,
+        )
+    if np.unique(out).size != out.size:
+        raise ConfigError("trace_keys must be unique (one random stream per trace)")
+    return out
 
 
 def null_zscores(
@@ -230,6 +383,11 @@ def null_zscores(
     seed: int = 0,
     metrics: Sequence[str] = NULL_METRICS,
     options: MetricOptions | None = None,
+    traces: slice | tuple[int, int] | None = None,
+    trace_keys: Sequence | np.ndarray | None = None,
+    tables: WalkTables | None = None,
+    engine: Literal["numba", "ray"] = "numba",
+    n_tasks: int | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Null means and z-scores of the topology metrics, one row per trace.
@@ -251,6 +409,20 @@ def null_zscores(
         Metrics to report (default :data:`NULL_METRICS`).
     options : MetricOptions, optional
         As in :func:`mechgraph.graphs.metrics_table` (keyword overrides accepted).
+    traces : slice or (start, stop), optional
+        Compute only these traces (the walk tables still come from the whole corpus):
+        the rows equal those of the whole result, so slices can go to different workers.
+    trace_keys : array-like, shape (n_traces,), optional
+        Unique key of each trace's random streams (ints, or ids that get hashed); default
+        the trace's index.  With keys, a trace's nulls do not depend on its position.
+    tables : WalkTables, optional
+        Walk tables built once for the corpus (:func:`walk_tables`); then ``nodes`` may be
+        any part of it (give its ``trace_keys`` and ``groups``).  Default: built from
+        ``nodes``.
+    engine : {"numba", "ray"}
+        ``"ray"`` spreads trace slices over Ray tasks (same numbers).
+    n_tasks : int, optional
+        Ray tasks (default: the CPUs Ray sees).
 
     Returns
     -------
@@ -259,13 +431,23 @@ def null_zscores(
 
     Notes
     -----
-    Costs ``n_null`` times the metric pass per kind, plus ``n_null * N * d`` for the
-    shuffled step distances.
+    One compiled pass per kind, parallel over traces: each draw is generated and measured
+    in place (no Python loop per draw).  Draw r of a trace uses the stream ``(seed, kind,
+    trace key, r)`` only: the same for any slicing, chunking or worker.  Generating the
+    draws is cheap; the cost is the metric pass on each of the ``n_null`` draws per kind
+    (a shuffled trace's graph has more edges and cycles than the trace's own), so the
+    time is about ``2 * n_null`` times that of :func:`metrics_table`
+    (``benchmarks/results/nulls.json``).
 
     Examples
     --------
     >>> z = null_zscores([0, 1, 0, 1, 0, 2, 3, 4], np.array([0, 8]), n_null=20, kinds=["shuffle"])
     >>> "revisits_z_shuffle" in z
+    True
+    >>> nodes, off = [0, 1, 0, 2, 1, 0, 1, 2], np.array([0, 3, 5, 8])
+    >>> whole = null_zscores(nodes, off, n_null=10)
+    >>> part = null_zscores(nodes, off, n_null=10, traces=(1, 3))
+    >>> whole.iloc[1:].reset_index(drop=True).equals(part)
     True
     """
     opts = MetricOptions.from_options(options, **kwargs)
@@ -274,48 +456,45 @@ def null_zscores(
     B, N = offsets.size - 1, p.size
     if int(n_null) < 2:
         raise ConfigError(f"n_null must be >= 2 for a z-score, got {n_null}")
+    n_null = int(n_null)
     for k in kinds:
         if k not in NULL_KINDS:
             raise ConfigError(f"unknown null kind {k!r}; choose from {NULL_KINDS}")
+    if engine not in ("numba", "ray"):
+        raise ConfigError(f"engine must be 'numba' or 'ray', got {engine!r}")
+    if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != N or np.any(np.diff(offsets) < 0):
+        raise ConfigError("offsets must start at 0, end at len(nodes) and not decrease")
+    if N and p.min() < 0:
+        raise ConfigError("node ids must be >= 0")
     vec = None if vectors is None else np.asarray(vectors)
-    if vec is not None and vec.shape[0] != N:
-        raise ConfigError(f"vectors has {vec.shape[0]} rows for {N} steps")
-    obs_d = step_distances(vec, offsets) if vec is not None else None
-    observed = _finalize(_raw_metrics(p, offsets, obs_d, opts), opts, p, offsets)
-    out: dict[str, np.ndarray] = {}
-    per_chunk = max(1, _CHUNK_STEPS // max(N, 1))
-    for ki, kind in enumerate(kinds):
-        rng = np.random.default_rng([int(seed), ki])
-        s1 = {m: np.zeros(B) for m in metrics}
-        s2 = {m: np.zeros(B) for m in metrics}
-        cnt = {m: np.zeros(B) for m in metrics}
-        done = 0
-        while done < n_null:
-            reps = min(per_chunk, n_null - done)
-            if kind == "shuffle":
-                nn, dd = _shuffle_batch(p, offsets, vec, shuffled_orders(offsets, reps, rng))
-            else:
-                wn, wd = corpus_walks(p, offsets, reps, rng, groups=groups, distances=obs_d)
-                nn, dd = wn.reshape(-1), None if wd is None else wd.reshape(-1)
-            off_r = (offsets[:-1][None, :] + (np.arange(reps) * N)[:, None]).reshape(-1)
-            off_r = np.r_[off_r, reps * N]
-            cols = _finalize(_raw_metrics(nn, off_r, dd, opts), opts, nn, off_r)
-            for m in metrics:
-                x = cols[m].reshape(reps, B)
-                ok = np.isfinite(x)
-                s1[m] += np.where(ok, x, 0).sum(0)
-                s2[m] += np.where(ok, x * x, 0).sum(0)
-                cnt[m] += ok.sum(0)
-            done += reps
-        for m in metrics:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = s1[m] / cnt[m]
-                var = (s2[m] - cnt[m] * mean * mean) / (cnt[m] - 1)
-                std = np.sqrt(np.maximum(var, 0))
-                z = (observed[m] - mean) / std
-            # relative tolerance: a spread below float noise is no spread
-            z = np.where((cnt[m] >= 2) & (std > 1e-12 * np.maximum(1.0, np.abs(mean))), z, np.nan)
-            out[f"{m}_null_{kind}"] = np.where(cnt[m] > 0, mean, np.nan)
-            out[f"{m}_z_{kind}"] = z
+    if vec is not None and (vec.ndim != 2 or vec.shape[0] != N):
+        raise ConfigError(f"vectors must have shape (n_steps={N}, d), got {vec.shape}")
+    if "walk" in kinds:
+        if tables is None:
+            obs_d = step_distances(vec, offsets) if vec is not None else None
+            tables = walk_tables(p, offsets, groups=groups, distances=obs_d)
+        elif vec is not None and not tables.has_distances:
+            raise ConfigError("the walk tables were built without distances; vectors given")
+        if N and p.max() >= tables.kn:
+            raise ConfigError(f"node {int(p.max())} is not in the walk tables")
+        gcode = tables.group_codes(groups, B)
+        empty = (tables.tptr[gcode + 1] == tables.tptr[gcode]) & (np.diff(offsets) > 0)
+        if empty.any():
+            raise ConfigError("a trace's group has no visited node in the walk tables")
+    else:
+        gcode = np.zeros(B, np.int64)
+    keys = _trace_keys(trace_keys, B)
+    if traces is not None:
+        lo, hi, stride = traces.indices(B) if isinstance(traces, slice) else (*map(int, traces), 1)
+        if stride != 1 or not 0 <= lo <= hi <= B:
+            raise ConfigError(f"traces must be a contiguous range inside 0..{B}, got {traces}")
+        o = offsets[lo : hi + 1]
+        p, vec = p[o[0] : o[-1]], None if vec is None else vec[o[0] : o[-1]]
+        offsets, gcode, keys = o - o[0], gcode[lo:hi], keys[lo:hi]
+    args = (p, offsets, vec, gcode, keys, tables, list(kinds), n_null, seed, list(metrics), opts)
+    if engine == "ray":
+        out = NK.ray_columns(*args, n_tasks)
+    else:
+        out = NK.block_columns(*args)
     ordered = [f"{m}_{part}_{k}" for m in metrics for k in kinds for part in ("null", "z")]
     return pd.DataFrame({c: out[c] for c in ordered})
