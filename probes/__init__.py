@@ -6,6 +6,10 @@
 * :func:`layer_sweep`, :func:`cross_validate_probe`: cross-validation grouped by trace.
 * :func:`save_probe`, :func:`load_probe`: safetensors + JSON artifacts.
 * :func:`train_probe` / ``python -m probes.train`` / ``mechgraph probe``: train from a store.
+* :class:`ContextProbe`, :func:`context_features` (neighbours, previous steps, position),
+  :class:`BiGRUTagger` (a sequence model over a trace), :class:`StackedEnsemble` with
+  :func:`rule_features` (probe + rule tagger), and :mod:`probes.calibration` (Platt maps,
+  Brier score, reliability curves, thresholds for a target precision).
 """
 
 from importlib import import_module
@@ -26,24 +30,36 @@ _LAZY = {
         "layer_sweep",
     ),
     "probes.train": ("probe_command", "train_probe"),
+    "probes.context": ("ContextProbe", "context_features"),
+    "probes.sequence": ("BiGRUTagger",),
+    "probes.ensemble": ("StackedEnsemble", "rule_features"),
+    "probes.calibration": ("brier_score", "reliability_curve", "threshold_for_precision"),
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
 __all__ = [
+    "BiGRUTagger",
     "CVResult",
+    "ContextProbe",
     "DiffMeansProbe",
     "LinearProbe",
     "ProbeConfig",
     "RidgeProbe",
+    "StackedEnsemble",
     "SweepConfig",
     "SweepResult",
+    "brier_score",
+    "context_features",
     "cross_validate_probe",
     "grouped_folds",
     "layer_sweep",
     "load_probe",
     "make_estimator",
     "probe_command",
+    "reliability_curve",
+    "rule_features",
     "save_probe",
+    "threshold_for_precision",
     "train_probe",
 ]
 

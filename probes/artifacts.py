@@ -29,14 +29,33 @@ import numpy as np
 from mechgraph.artifacts import write_info
 from mechgraph.errors import ConfigError
 from mechgraph.io import atomic_dir, atomic_path, jsonable, write_atomic, write_text_atomic
+from probes.context import ContextProbe
+from probes.ensemble import StackedEnsemble
 from probes.estimators import ESTIMATORS, estimator_class
+from probes.sequence import BiGRUTagger
 
-__all__ = ["FORMAT", "ProbeConfig", "load_probe", "save_probe"]
+__all__ = ["FORMAT", "SAVED", "ProbeConfig", "load_probe", "save_probe"]
 
 FORMAT = "mechgraph.probe/1"
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 TARGETS = ("planning", "tag", "importance")
+
+#: every estimator an artifact can hold: the per-step ones of probes.estimators and the
+#: context / sequence / ensemble models (these read whole traces: see ``features``)
+SAVED: dict[str, type] = {
+    **ESTIMATORS,
+    "context": ContextProbe,
+    "bigru": BiGRUTagger,
+    "stacked": StackedEnsemble,
+}
+
+
+def _saved_class(name: str) -> type:
+    if name in SAVED:
+        return SAVED[name]
+    return estimator_class(name)  # raises ConfigError naming the choices
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -48,7 +67,7 @@ class ProbeConfig:
 
     Parameters
     ----------
-    estimator : {"logistic", "diffmeans", "ridge"}
+    estimator : {"logistic", "diffmeans", "ridge", "context", "bigru", "stacked"}
     params : dict
         Estimator parameters.
     target : str
@@ -73,6 +92,11 @@ class ProbeConfig:
         The whole layer sweep (:meth:`probes.sweep.SweepResult.to_dict`).
     source : dict
         Store path, label file, counts.
+    features : dict
+        Features of several blocks: ``{"layers": [...], "pools": [...], "rules": bool}``,
+        the states of every (layer, pool) side by side (layers outer, pools inner), then
+        with ``rules`` the 8 rule-tagger probabilities
+        (:func:`probes.ensemble.rule_features`). Empty: the one ``layer`` and ``pool``.
 
     Examples
     --------
@@ -96,9 +120,13 @@ class ProbeConfig:
     sweep: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
+    features: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        estimator_class(self.estimator)
+        _saved_class(self.estimator)
+        unknown = set(self.features) - {"layers", "pools", "rules"}
+        if unknown:
+            raise ConfigError(f"unknown feature settings {sorted(unknown)}")
         if self.target.split(":")[0] not in TARGETS:
             raise ConfigError(
                 f"target must be planning, tag or importance[:COLUMN], not {self.target!r}"
@@ -132,14 +160,16 @@ class ProbeConfig:
         >>> est = LinearProbe().fit(store.states(19), y)  # doctest: +SKIP
         >>> save_probe(est, ProbeConfig.for_store(est, store, 19), "runs/probe")  # doctest: +SKIP
         """
-        names = [k for k, c in ESTIMATORS.items() if type(estimator) is c]
+        names = [k for k, c in SAVED.items() if type(estimator) is c]
         if not names:
             raise ConfigError(
                 f"{type(estimator).__name__} is not a probes estimator "
-                f"({', '.join(c.__name__ for c in ESTIMATORS.values())})"
+                f"({', '.join(c.__name__ for c in SAVED.values())})"
             )
-        if layer not in store.layers:
-            raise ConfigError(f"store {store.path} has no layer {layer} (it has {store.layers})")
+        feats = extra.get("features") or {}
+        for la in [layer, *feats.get("layers", [])]:
+            if la not in store.layers:
+                raise ConfigError(f"store {store.path} has no layer {la} (it has {store.layers})")
         m = store.manifest
         classes = getattr(estimator, "classes_", None)
         return cls(
@@ -157,6 +187,28 @@ class ProbeConfig:
             source={"store": str(store.path), **extra.pop("source", {})},
             **extra,
         )
+
+    @property
+    def blocks(self) -> list[tuple[int, str]]:
+        """The (layer, pool) state blocks the probe reads, in column order.
+
+        Examples
+        --------
+        >>> ProbeConfig("context", {}, "planning", [0, 1], 19, "resid_post", "mean",
+        ...             "default", None, 576,
+        ...             features={"layers": [15, 19], "pools": ["mean", "last"]}).blocks
+        [(15, 'mean'), (15, 'last'), (19, 'mean'), (19, 'last')]
+        """
+        layers = self.features.get("layers") or [self.layer]
+        pools = self.features.get("pools") or [self.pool]
+        return [(int(la), str(po)) for la in layers for po in pools]
+
+    @property
+    def n_features(self) -> int:
+        """Columns of the probe's input: ``d_model`` per block, plus the rule features."""
+        from probes.ensemble import N_RULES
+
+        return self.d_model * len(self.blocks) + N_RULES * bool(self.features.get("rules"))
 
     @property
     def planning_class(self) -> Any:
@@ -197,7 +249,7 @@ def save_probe(
     """
     from safetensors.numpy import save_file
 
-    cls = ESTIMATORS[config.estimator]
+    cls = _saved_class(config.estimator)
     if not isinstance(estimator, cls):
         raise ConfigError(
             f"config says {config.estimator!r} but the estimator is a {type(estimator).__name__}"
@@ -237,13 +289,13 @@ def load_probe(path: str | os.PathLike[str]) -> tuple[Any, ProbeConfig]:
     except (json.JSONDecodeError, TypeError) as e:
         raise ConfigError(f"{cfile}: invalid probe config: {e}") from None
     tensors = load_file(str(wfile))
-    cls = ESTIMATORS[config.estimator]
+    cls = _saved_class(config.estimator)
     try:
         est = cls.from_tensors(config.params, tensors, config.classes)
     except KeyError as e:
         raise ConfigError(f"{wfile}: {e.args[0]}") from None
-    if est.n_features_in_ != config.d_model:
+    if est.n_features_in_ != config.n_features:
         raise ConfigError(
-            f"{path}: weights have {est.n_features_in_} features, config says {config.d_model}"
+            f"{path}: weights have {est.n_features_in_} features, config says {config.n_features}"
         )
     return est, config

@@ -1,6 +1,7 @@
 """``mechgraph label --method probe:PATH``: label steps with a saved probe.
 
-The probe reads pooled states of one layer of one model. For new traces those states
+The probe reads pooled states of one model: one layer and pool, or several side by side
+(``ProbeConfig.features``, plus the rule tagger's probabilities for ensembles). For new traces those states
 are extracted first, with the model, layer, hook and pool recorded in the artifact
 (:func:`extract_states`, the one place that calls :func:`mechgraph.extract`).
 
@@ -39,12 +40,13 @@ def extract_states(
 ) -> list[np.ndarray]:
     """Pooled states of every step of every trace, as the probe was trained on.
 
-    Runs :func:`mechgraph.extract` into a temporary store with the artifact's layer,
-    hook and pool and the traces' own steps (segmenter ``given``).
+    Runs :func:`mechgraph.extract` into a temporary store with the artifact's layers,
+    hook and pools and the traces' own steps (segmenter ``given``); several blocks
+    (``config.features``) are put side by side in :attr:`ProbeConfig.blocks` order.
 
     Returns
     -------
-    list of (n_steps, d_model) arrays, one per trace, in step order.
+    list of (n_steps, d_model * n_blocks) arrays, one per trace, in step order.
     """
     from mechgraph.extract import extract
     from mechgraph.models import load_model
@@ -62,15 +64,15 @@ def extract_states(
             list(traces),
             Path(tmp) / "store",
             model=model,
-            layers=(config.layer,),
+            layers=tuple(dict.fromkeys(la for la, _ in config.blocks)),
             hooks=(config.hook,),
-            pools=(config.pool,),
+            pools=tuple(dict.fromkeys(po for _, po in config.blocks)),
             segmenter="given",
             progress=False,
         )
         steps = store.steps
         tids, step_no = steps["trace_id"].to_numpy(), steps["step"].to_numpy()
-        X = store.states(config.layer, pool=config.pool, hook=config.hook)
+        X = np.hstack([store.states(la, pool=po, hook=config.hook) for la, po in config.blocks])
         out = []
         for t in traces:
             idx = np.flatnonzero(tids == t.id)
@@ -122,7 +124,8 @@ class ProbeLabeller(Labeller):
         classes = list(self.estimator.classes_)
         if cfg.target == "planning":
             p = proba[:, classes.index(cfg.planning_class)]
-            return [StepLabel("planning" if v >= 0.5 else "other", v >= 0.5, float(v)) for v in p]
+            t = float(getattr(self.estimator, "threshold_", 0.5))
+            return [StepLabel("planning" if v >= t else "other", v >= t, float(v)) for v in p]
         plan_cols = [k for k, c in enumerate(classes) if c in PLANNING_TAGS]
         out = []
         for row in proba:
@@ -132,6 +135,13 @@ class ProbeLabeller(Labeller):
 
     def label_traces(self, traces: Sequence[Trace]) -> list[list[StepLabel]]:
         states = extract_states(traces, self.config, model=self.model, device=self.device)
+        if self.config.features.get("rules"):
+            from probes.ensemble import rule_features
+
+            states = [
+                np.hstack([X, rule_features([s.text for s in t.steps or []])])
+                for X, t in zip(states, traces, strict=True)
+            ]
         return [self.label_from_states(X) for X in states]
 
     def label_trace(self, trace: Trace) -> list[StepLabel]:
