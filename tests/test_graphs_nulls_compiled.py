@@ -267,12 +267,9 @@ def test_ray_engine_gives_the_numba_numbers():
     nodes, off, vec = corpus()
     kw = dict(vectors=vec, n_null=5, groups=GROUPS, seed=2)
     local = null_zscores(nodes, off, **kw)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    if ray.is_initialized():  # another test's instance: used as it is
         remote = null_zscores(nodes, off, engine="ray", n_tasks=3, **kw)
-    finally:
-        if started:
-            ray.shutdown()
+    else:  # a local instance started for the call and stopped after it
+        remote = null_zscores(nodes, off, engine="ray", n_tasks=3, **kw)
+        assert not ray.is_initialized()
     assert local.equals(remote)

@@ -337,13 +337,33 @@ def ray_columns(
 ) -> dict[str, np.ndarray]:
     """:func:`block_columns` over contiguous trace slices in Ray tasks, concatenated.
 
-    Uses the running Ray instance, or starts a local one.  The slices are cut at equal
+    Uses the running Ray instance, else joins ``$RAY_ADDRESS`` or starts a local one (and
+    stops what it started).  The slices are cut at equal
     step counts; each task gets its slice and a reference to the shared walk tables.
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    from mechgraph.engines.ray import ray_address, start_local_ray
+
+    started = not ray.is_initialized()
+    if started:  # join $RAY_ADDRESS, else a new local instance (never one found in /tmp/ray)
+        addr = ray_address(None)
+        if addr is None:
+            start_local_ray(ray, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=addr, include_dashboard=False, log_to_driver=False)
+    try:
+        return _ray_run(
+            ray, p, offsets, vec, gcode, keys, tables, kinds, n_null, seed, metrics, opts, n_tasks
+        )
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_run(
+    ray, p, offsets, vec, gcode, keys, tables, kinds, n_null, seed, metrics, opts, n_tasks
+) -> dict[str, np.ndarray]:
     if n_tasks is None:
         n_tasks = max(1, int(ray.available_resources().get("CPU", 1)))
     B = offsets.size - 1

@@ -115,6 +115,77 @@ def _pairs(a: np.ndarray, b: np.ndarray, n: int, weights: np.ndarray | None = No
     return codes // n, codes % n, counts, sums
 
 
+@dataclass
+class _Transitions:
+    """Counts of a corpus' consecutive (group, node) pairs: what both walk nulls sample."""
+
+    labels: tuple | None
+    kn: int
+    S: int
+    n_groups: int
+    step_group: np.ndarray
+    state: np.ndarray
+    d: np.ndarray | None
+    rows: np.ndarray
+    cols: np.ndarray
+    counts: np.ndarray
+    dsums: np.ndarray | None
+    vrows: np.ndarray
+    vcols: np.ndarray
+    vcounts: np.ndarray
+    gmean: np.ndarray
+
+    @classmethod
+    def count(cls, p, offsets, groups, distances) -> _Transitions:
+        B, N = offsets.size - 1, p.size
+        labels = None
+        if groups is None:
+            g_codes = np.zeros(B, np.int64)
+        else:
+            g_codes, uniq = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
+            g_codes, labels = g_codes.astype(np.int64), tuple(uniq.tolist())
+        if g_codes.size != B:
+            raise ConfigError(f"got {g_codes.size} group labels for {B} traces")
+        n_groups = int(g_codes.max()) + 1 if B else 1
+        kn = int(p.max()) + 1 if N else 1
+        step_group = g_codes[_trace_of_step(offsets)]
+        state = step_group * kn + p
+        S = n_groups * kn
+        trans = np.ones(max(N - 1, 0), bool)
+        inner = offsets[1:-1] - 1
+        trans[inner[(inner >= 0) & (inner < N - 1)]] = False
+        d = None if distances is None else np.asarray(distances, np.float64)
+        if d is not None and d.shape[0] != N:
+            raise ConfigError(f"got {d.shape[0]} step distances for {N} steps")
+        rows, cols, counts, dsums = _pairs(
+            state[:-1][trans], state[1:][trans], S, None if d is None else d[:-1][trans]
+        )
+        vrows, vcols, vcounts, _ = _pairs(step_group, state, S)
+        gmean = np.zeros(n_groups)
+        if d is not None:
+            moved = trans & (p[:-1] != p[1:])
+            gsum = np.bincount(step_group[:-1][moved], weights=d[:-1][moved], minlength=n_groups)
+            gcnt = np.bincount(step_group[:-1][moved], minlength=n_groups)
+            gmean = np.where(gcnt > 0, gsum / np.maximum(gcnt, 1), 0.0)
+        return cls(
+            labels,
+            kn,
+            S,
+            n_groups,
+            step_group,
+            state,
+            d,
+            rows,
+            cols,
+            counts,
+            dsums,
+            vrows,
+            vcols,
+            vcounts,
+            gmean,
+        )
+
+
 def corpus_walks(
     nodes: Sequence[int] | np.ndarray,
     offsets: np.ndarray,
@@ -160,33 +231,13 @@ def corpus_walks(
     offsets = np.asarray(offsets, np.int64)
     B, N = offsets.size - 1, p.size
     lengths = np.diff(offsets)
-    if groups is None:
-        g_codes = np.zeros(B, np.int64)
-    else:
-        g_codes = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))[0].astype(np.int64)
-    if g_codes.size != B:
-        raise ConfigError(f"got {g_codes.size} group labels for {B} traces")
-    n_groups = int(g_codes.max()) + 1 if B else 1
-    kn = int(p.max()) + 1 if N else 1
-    step_group = g_codes[_trace_of_step(offsets)]
-    state = step_group * kn + p
-    S = n_groups * kn
-    trans = np.ones(max(N - 1, 0), bool)
-    inner = offsets[1:-1] - 1
-    trans[inner[(inner >= 0) & (inner < N - 1)]] = False
-    d = None if distances is None else np.asarray(distances, np.float64)
-    rows, cols, counts, dsums = _pairs(
-        state[:-1][trans], state[1:][trans], S, None if d is None else d[:-1][trans]
-    )
-    sampler = _RowSampler(rows, cols, counts, S)
-    vrows, vcols, vcounts, _ = _pairs(step_group, state, S)
-    teleport = _RowSampler(vrows, vcols, vcounts, n_groups)
+    c = _Transitions.count(p, offsets, groups, distances)
+    kn, S, n_groups, state, d = c.kn, c.S, c.n_groups, c.state, c.d
+    sampler = _RowSampler(c.rows, c.cols, c.counts, S)
+    teleport = _RowSampler(c.vrows, c.vcols, c.vcounts, n_groups)
     if d is not None:
-        edge_mean = dsums / counts
-        moved = trans & (p[:-1] != p[1:])
-        gsum = np.bincount(step_group[:-1][moved], weights=d[:-1][moved], minlength=n_groups)
-        gcnt = np.bincount(step_group[:-1][moved], minlength=n_groups)
-        gmean = np.where(gcnt > 0, gsum / np.maximum(gcnt, 1), 0.0)
+        edge_mean = c.dsums / c.counts
+        gmean = c.gmean
     walk = np.zeros((n_null, N), np.int64)
     wdist = np.full((n_null, N), np.nan) if d is not None else None
     s0 = np.zeros(B, np.int64)
@@ -301,40 +352,20 @@ def walk_tables(
     >>> t.indices.tolist(), t.cum.tolist()
     ([1, 0], [2.0, 1.0])
     """
-    p = _as_path(nodes)
-    offsets = np.asarray(offsets, np.int64)
-    B, N = offsets.size - 1, p.size
-    labels = None
-    if groups is None:
-        g_codes = np.zeros(B, np.int64)
-    else:
-        g_codes, uniq = pd.factorize(pd.Series(np.asarray(groups, dtype=object)))
-        g_codes, labels = g_codes.astype(np.int64), tuple(uniq.tolist())
-    if g_codes.size != B:
-        raise ConfigError(f"got {g_codes.size} group labels for {B} traces")
-    n_groups = int(g_codes.max()) + 1 if B else 1
-    kn = int(p.max()) + 1 if N else 1
-    step_group = g_codes[_trace_of_step(offsets)]
-    state = step_group * kn + p
-    S = n_groups * kn
-    trans = np.ones(max(N - 1, 0), bool)
-    inner = offsets[1:-1] - 1
-    trans[inner[(inner >= 0) & (inner < N - 1)]] = False
-    d = None if distances is None else np.asarray(distances, np.float64)
-    if d is not None and d.shape[0] != N:
-        raise ConfigError(f"got {d.shape[0]} step distances for {N} steps")
-    rows, cols, counts, dsums = _pairs(
-        state[:-1][trans], state[1:][trans], S, None if d is None else d[:-1][trans]
+    c = _Transitions.count(_as_path(nodes), np.asarray(offsets, np.int64), groups, distances)
+    rows, cols, counts, dsums, S, n_groups, d = (
+        c.rows,
+        c.cols,
+        c.counts,
+        c.dsums,
+        c.S,
+        c.n_groups,
+        c.d,
     )
+    labels, kn, gmean = c.labels, c.kn, c.gmean
     indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=S))].astype(np.int64)
-    vrows, vcols, vcounts, _ = _pairs(step_group, state, S)
-    tptr = np.r_[0, np.cumsum(np.bincount(vrows, minlength=n_groups))].astype(np.int64)
-    gmean = np.zeros(n_groups)
-    if d is not None:
-        moved = trans & (p[:-1] != p[1:])
-        gsum = np.bincount(step_group[:-1][moved], weights=d[:-1][moved], minlength=n_groups)
-        gcnt = np.bincount(step_group[:-1][moved], minlength=n_groups)
-        gmean = np.where(gcnt > 0, gsum / np.maximum(gcnt, 1), 0.0)
+    tptr = np.r_[0, np.cumsum(np.bincount(c.vrows, minlength=n_groups))].astype(np.int64)
+    vrows, vcols, vcounts = c.vrows, c.vcols, c.vcounts
     return WalkTables(
         labels=labels,
         kn=kn,
