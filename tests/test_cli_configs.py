@@ -79,6 +79,8 @@ ALLOW: dict[tuple[str, str], dict[str, str]] = {
         "sweep": "derived: the sweep's result",
         "source": "derived: store, label file and counts",
         "format": "internal: the artifact format version",
+        "features": "Python API: the blocks a context / sequence / ensemble probe reads "
+        "(mechgraph probe trains one-block probes, which leave it empty)",
     },
 }
 
