@@ -61,23 +61,26 @@ E2E = {"extract_e2e": {}, "extract_seq": {"overlap": False}, "extract_pack": {"p
 STEP_TOKENS = 20
 
 
+#: Qwen2.5-1.5B's shape (random weights: the shape, not the values, sets the speed)
+QWEN15B = dict(
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_hidden_layers=28,
+    num_attention_heads=12,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+    rope_theta=1_000_000.0,
+    tie_word_embeddings=True,
+)
+
+
 def random_qwen(device: str, dtype: str, tokenizer: str) -> LoadedModel:
     """A random-weight model shaped like Qwen2.5-1.5B (weights do not change speed)."""
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     from mechgraph.models import _DTYPES, load_tokenizer
 
-    cfg = Qwen2Config(
-        vocab_size=151936,
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        tie_word_embeddings=True,
-        rope_theta=1_000_000.0,
-    )
+    cfg = Qwen2Config(vocab_size=151936, **QWEN15B)
     folder = Path(tempfile.mkdtemp(prefix="qwen-shape-"))
     cfg.save_pretrained(folder)  # the bridge reads the config from a folder
     tok = load_tokenizer(tokenizer)

@@ -320,27 +320,41 @@ def extract(
 
         source = traces if _is_path(traces) else None
         return extract_ray(trace_list, out, source, model, cfg, dtype, device)
-    lock = StoreLock(out)
-    fresh = not (out / MANIFEST).exists()
-    writer: StoreWriter | None = None
-    bar = None
-    try:
-        writer, todo, lm, hooks, backend = _open_run(
-            trace_list, out, lock, model, cfg, dtype, device
+    with _StoreRun(out) as run:
+        run.writer, todo, lm, hooks, backend = _open_run(
+            trace_list, out, run.lock, model, cfg, dtype, device
         )
-        bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
-        _run_chunks(todo, writer, backend, lm, hooks, cfg, bar)
+        run.bar = _progress(cfg.progress, sum(len(p.ids) for p in todo))
+        _run_chunks(todo, run.writer, backend, lm, hooks, cfg, run.bar)
         # the record, after the shards (rewritten on a resume or an append)
-        write_store_record(out, writer.manifest, traces if _is_path(traces) else None)
-    except BaseException:
-        if fresh and (writer is None or not writer.committed()):  # leave no empty store
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
-        if bar is not None:
-            bar.close()
+        write_store_record(out, run.writer.manifest, traces if _is_path(traces) else None)
     return open_store(out)
+
+
+class _StoreRun:
+    """The lock, writer and progress bar of one run into a store (either engine): on any
+    error a store this run created and committed nothing to is removed; the lock is
+    released and the bar closed whatever happens."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.lock = StoreLock(out)  # a concurrent writer is refused here
+        self.fresh = not (out / MANIFEST).exists()
+        self.writer: StoreWriter | None = None
+        self.bar: Any = None
+
+    def __enter__(self) -> _StoreRun:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        try:
+            if exc_type is not None and self.fresh:  # leave no empty store
+                if self.writer is None or not self.writer.committed():
+                    shutil.rmtree(self.out, ignore_errors=True)
+        finally:
+            self.lock.release()
+            if self.bar is not None:
+                self.bar.close()
 
 
 def _run_chunks(todo, writer, backend, lm, hooks, cfg: ExtractConfig, bar) -> None:

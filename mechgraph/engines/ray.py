@@ -38,7 +38,6 @@ Examples
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -57,12 +56,13 @@ from mechgraph.extract import (
     _resolve_layers,
     _run_chunk,
     _segment,
+    _StoreRun,
     _todo,
     _write_chunk,
     write_store_record,
 )
 from mechgraph.models import LoadedModel, resolve_model
-from mechgraph.store import MANIFEST, Store, StoreLock, StoreWriter, open_store
+from mechgraph.store import Store, StoreWriter, open_store
 from mechgraph.traces import Trace
 
 __all__ = ["extract_ray", "ray_address", "start_local_ray"]
@@ -163,37 +163,29 @@ def extract_ray(
     if gpus is None:
         gpus = 1.0 if str(device).startswith("cuda") else 0.0
     address = ray_address(cfg.address)
-    lock = StoreLock(out)  # a concurrent writer is refused before Ray starts
-    fresh = not (out / MANIFEST).exists()
-    writer: StoreWriter | None = None
-    bar = None
     session = _RaySession(address, cfg.actors)
     try:
-        ray = session.start()
-        n_actors = _n_actors(ray, cfg.actors, gpus)
-        preps, seg_name, seg_info = _prepare(ray, trace_list, load, cfg)
-        actors = session.actors(ray, n_actors, gpus, load, model_id, dtype, device)
-        facts = _facts(ray, actors, want_fp)
-        layers = _resolve_layers(cfg.layers, facts["n_layers"])
-        from mechgraph.hooks import hook_name
+        with _StoreRun(out) as run:  # a concurrent writer is refused before Ray starts
+            ray = session.start()
+            n_actors = _n_actors(ray, cfg.actors, gpus)
+            preps, seg_name, seg_info = _prepare(ray, trace_list, load, cfg)
+            actors = session.actors(ray, n_actors, gpus, load, model_id, dtype, device)
+            facts = _facts(ray, actors, want_fp)
+            layers = _resolve_layers(cfg.layers, facts["n_layers"])
+            from mechgraph.hooks import hook_name
 
-        hooks = [hook_name(layer, k) for layer in layers for k in cfg.hooks]
-        for p, has_bos in preps:  # over-context traces refused before any forward pass
-            p.pieces = _pieces(len(p.ids), facts["n_ctx"], cfg, has_bos, p.trace.id)
-        manifest = _manifest(facts, cfg, layers, hooks, seg_name, seg_info)
-        writer = StoreWriter(out, manifest, lock=lock)
-        todo = _todo([p for p, _ in preps], writer, out)
-        bar = _progress(cfg.progress, sum(pc[1] - pc[0] for p in todo for pc in p.pieces))
-        _compute_and_commit(ray, actors, todo, writer, hooks, cfg, facts["fingerprint"], bar)
-        write_store_record(out, writer.manifest, traces_path)
-    except BaseException:
-        if fresh and (writer is None or not writer.committed()):  # leave no empty store
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+            hooks = [hook_name(layer, k) for layer in layers for k in cfg.hooks]
+            for p, has_bos in preps:  # over-context traces refused before any forward pass
+                p.pieces = _pieces(len(p.ids), facts["n_ctx"], cfg, has_bos, p.trace.id)
+            manifest = _manifest(facts, cfg, layers, hooks, seg_name, seg_info)
+            run.writer = writer = StoreWriter(out, manifest, lock=run.lock)
+            todo = _todo([p for p, _ in preps], writer, out)
+            n_tok = sum(pc[1] - pc[0] for p in todo for pc in p.pieces)
+            run.bar = _progress(cfg.progress, n_tok)
+            fp = facts["fingerprint"]
+            _compute_and_commit(ray, actors, todo, writer, hooks, cfg, fp, run.bar)
+            write_store_record(out, writer.manifest, traces_path)
     finally:
-        lock.release()
-        if bar is not None:
-            bar.close()
         session.stop()
     return open_store(out)
 
