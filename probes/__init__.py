@@ -14,12 +14,11 @@
 
 from importlib import import_module
 
-from probes.estimators import DiffMeansProbe, LinearProbe, RidgeProbe, make_estimator
-
-# The rest loads on first use, so that `import probes` needs only numpy and scikit-learn:
-# the sweep uses pandas, training a store (torch), and `python -m probes.train` must not
+# Everything loads on first use, so that `import probes` is light (scikit-learn, pandas,
+# torch when used), and `python -m probes.train` must not
 # find probes.train already imported.
 _LAZY = {
+    "probes.estimators": ("DiffMeansProbe", "LinearProbe", "RidgeProbe", "make_estimator"),
     "probes.artifacts": ("ProbeConfig", "load_probe", "save_probe"),
     "probes.sweep": (
         "CVResult",

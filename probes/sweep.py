@@ -8,7 +8,7 @@ predicted once, by a probe that did not see its trace), with the spread over fol
 
 Metrics by task:
 
-* ``binary``: F1 (positive class), AUROC, accuracy, balanced accuracy;
+* ``binary``: F1 (positive class), AUROC, accuracy, balanced accuracy, Brier score;
 * ``multiclass``: macro F1, accuracy, macro one-vs-rest AUROC;
 * ``regression``: Spearman rho, Pearson r, R^2.
 """
@@ -152,6 +152,11 @@ def probe_metrics(task: str, y: np.ndarray, pred: np.ndarray, score: np.ndarray 
         )
         out["accuracy"] = float(accuracy_score(y, pred))
         out["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+        out["brier"] = (
+            float(np.mean((np.asarray(score, dtype=float) - (y == y.max())) ** 2))
+            if score is not None and len(y)
+            else math.nan
+        )
         return out
     out["macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))
     out["accuracy"] = float(accuracy_score(y, pred))
@@ -180,11 +185,47 @@ class CVResult:
             out[f"{k}_std"] = float(np.std(vals)) if vals else math.nan
         return out
 
+    def intervals(self, confidence: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
+        """``{metric: [low, high]}``: percentile bootstrap interval of the fold mean.
 
-def _scores(est: Any, X: np.ndarray, task: str) -> np.ndarray | None:
+        ``scipy.stats.bootstrap`` over the folds (2,000 resamples); NaN folds (a test
+        fold with one class has no AUROC) are left out, and a metric with fewer than 3
+        folds, or no spread, gets the plain mean at both ends.
+
+        Examples
+        --------
+        >>> r = CVResult("binary", {}, [{"f1": v} for v in (0.6, 0.7, 0.8, 0.7)], None, None)
+        >>> lo, hi = r.intervals()["f1"]; bool(lo < 0.7 < hi)
+        True
+        """
+        from scipy.stats import bootstrap
+
+        out = {}
+        for k in self.fold_metrics[0] if self.fold_metrics else ():
+            v = np.array([m[k] for m in self.fold_metrics], dtype=float)
+            v = v[~np.isnan(v)]
+            if len(v) < 3 or np.ptp(v) == 0:
+                mid = float(v.mean()) if len(v) else math.nan
+                out[k] = [mid, mid]
+                continue
+            ci = bootstrap(
+                (v,), np.mean, confidence_level=confidence, n_resamples=2000,
+                method="percentile", random_state=seed,
+            ).confidence_interval  # fmt: skip
+            out[k] = [float(ci.low), float(ci.high)]
+        return out
+
+
+def _takes_groups(est: Any) -> bool:
+    import inspect
+
+    return "groups" in inspect.signature(est.fit).parameters
+
+
+def _scores(est: Any, X: np.ndarray, task: str, **g: Any) -> np.ndarray | None:
     if task == "regression" or not hasattr(est, "predict_proba"):
         return None
-    p = est.predict_proba(X)
+    p = est.predict_proba(X, **g)
     return p[:, 1] if task == "binary" else p
 
 
@@ -195,8 +236,15 @@ def cross_validate_probe(
     groups: Sequence[Any],
     n_splits: int = 5,
     task: str = "auto",
+    traces: Sequence[Any] | None = None,
 ) -> CVResult:
     """Grouped cross-validation of one estimator on one feature matrix.
+
+    Folds hold whole ``groups``. ``traces`` (the trace of each row; rows of a trace
+    consecutive and in step order) is passed as ``groups`` to the fit and predictions of
+    estimators that read whole traces (:class:`~probes.context.ContextProbe`,
+    :class:`~probes.sequence.BiGRUTagger`, :class:`~probes.ensemble.StackedEnsemble`),
+    so that folds can be coarser than traces (e.g. both traces of a problem).
 
     Examples
     --------
@@ -211,6 +259,17 @@ def cross_validate_probe(
     y = np.asarray(y)
     if len(X) != len(y) or len(y) != len(groups):
         raise ConfigError(f"X, y and groups differ in length: {len(X)}, {len(y)}, {len(groups)}")
+    tr_ids = None
+    if traces is not None and _takes_groups(estimator):
+        tr_ids = np.asarray(traces)
+        if len(tr_ids) != len(y):
+            raise ConfigError(f"traces has {len(tr_ids)} rows, y has {len(y)}")
+        split = pd.Series(np.asarray(groups)).groupby(tr_ids).nunique()
+        if (split > 1).any():
+            raise ConfigError(
+                f"trace {split.index[split > 1][0]!r} spans several CV groups; "
+                "a fold must hold whole traces"
+            )
     task = infer_task(y) if task == "auto" else task
     pred = np.empty(len(y), dtype=np.float64 if task == "regression" else y.dtype)
     classes = np.unique(y)
@@ -223,9 +282,11 @@ def cross_validate_probe(
     for tr, te in grouped_folds(groups, n_splits):
         if task != "regression" and len(np.unique(y[tr])) < 2:
             raise ConfigError("a training fold has a single class; use fewer folds")
-        est = clone(estimator).fit(X[tr], y[tr])
-        pred[te] = est.predict(X[te])
-        s = _scores(est, X[te], task)
+        g_tr = {} if tr_ids is None else {"groups": tr_ids[tr]}
+        g_te = {} if tr_ids is None else {"groups": tr_ids[te]}
+        est = clone(estimator).fit(X[tr], y[tr], **g_tr)
+        pred[te] = est.predict(X[te], **g_te)
+        s = _scores(est, X[te], task, **g_te)
         if task == "multiclass" and s is not None:
             full = np.zeros((len(te), len(classes)))
             full[:, np.searchsorted(classes, est.classes_)] = s

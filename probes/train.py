@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -31,9 +31,9 @@ import typer
 from mechgraph.errors import ConfigError, MechgraphError, TraceError
 from mechgraph.io import jsonable
 from mechgraph.labels.tagger import PLANNING_TAGS
-from probes.artifacts import ProbeConfig, save_probe
-from probes.estimators import make_estimator
-from probes.sweep import SweepConfig, SweepResult, layer_sweep
+
+if TYPE_CHECKING:
+    from probes.sweep import SweepResult
 
 __all__ = ["main", "parse_layers", "probe_command", "read_label_jsonl", "targets", "train_probe"]
 
@@ -209,6 +209,10 @@ def train_probe(
 
         where = store if isinstance(store, str | os.PathLike) else getattr(store, "path", None)
         check_output(out, [where, labels], kind="folder", replaces=True)
+    from probes.artifacts import ProbeConfig, save_probe
+    from probes.estimators import make_estimator
+    from probes.sweep import SweepConfig, layer_sweep
+
     if target.startswith("importance") and estimator == "logistic":
         estimator = "ridge"
     cfg = SweepConfig(estimator=estimator, params=dict(params or {}), n_splits=n_splits, task=task)
@@ -281,7 +285,13 @@ def probe_command(
         typer.Option(help="Label JSONL from `mechgraph label` (default: store labels)."),
     ] = None,
     layers: Annotated[str, typer.Option(help="all | 3,7,11 | 0-29 | 0-29:4")] = "all",
-    estimator: Annotated[str, typer.Option(help="logistic | diffmeans | ridge")] = "logistic",
+    estimator: Annotated[
+        str,
+        typer.Option(
+            help="logistic | diffmeans | ridge (a layer sweep), or context | bigru | stacked "
+            "(whole-trace models on --layers x --pools side by side)"
+        ),
+    ] = "logistic",
     c: Annotated[float | None, typer.Option("--C", help="Logistic inverse regularisation.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Ridge regularisation.")] = None,
     n_splits: Annotated[int, typer.Option(help="Grouped CV folds.")] = 5,
@@ -290,16 +300,62 @@ def probe_command(
         typer.Option(help="auto (from the target's values) | binary | multiclass | regression"),
     ] = "auto",
     pool: Annotated[str, typer.Option(help="Pooling of the states.")] = "mean",
+    pools: Annotated[
+        str | None,
+        typer.Option(help="Whole-trace models: pools side by side, e.g. mean,first,last."),
+    ] = None,
+    rules: Annotated[
+        bool | None,
+        typer.Option(
+            "--rules/--no-rules",
+            help="Whole-trace models: add the rule tagger's tag probabilities "
+            "(default: only for stacked).",
+        ),
+    ] = None,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            help="Whole-trace models: store column grouping the CV folds "
+            "(auto: problem if present, else trace_id)."
+        ),
+    ] = "auto",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Estimator parameter KEY=VALUE (repeatable), e.g. window=1."),
+    ] = None,
     hook: Annotated[str, typer.Option(help="Hook kind of the states.")] = "resid_post",
     out: Annotated[Path | None, typer.Option(help="Artifact folder for the best probe.")] = None,
 ) -> None:
     """Train probes on a store: grouped-CV layer sweep, then save the best layer's probe."""
-    params: dict[str, Any] = {}
-    if c is not None:
-        params["C"] = c
-    if alpha is not None:
-        params["alpha"] = alpha
+    from mechgraph.cli import _words
+    from probes.trace_train import TRACE_ESTIMATORS, train_trace_probe
+
     try:
+        params = _params(param or [])
+        if c is not None:
+            params["C"] = c
+        if alpha is not None:
+            params["alpha"] = alpha
+        if estimator in TRACE_ESTIMATORS:
+            store_ = _open(store)
+            res_t = train_trace_probe(
+                store_,
+                target,
+                estimator=estimator,
+                layers=None if layers == "all" else parse_layers(layers, store_.layers),
+                pools=_words(pools) if pools else (pool,),
+                rules=rules,
+                labels=labels,
+                params=params,
+                n_splits=n_splits,
+                group_by=group_by,
+                hook=hook,
+                out=out,
+            )
+            typer.echo(res_t.format())
+            if out is not None:
+                typer.echo(f"saved the {estimator} probe to {out}")
+            return
         res = train_probe(
             store,
             target,
@@ -321,6 +377,32 @@ def probe_command(
     typer.echo(res.format())
     if out is not None:
         typer.echo(f"saved the layer-{res.best_layer} probe to {out}")
+
+
+def _params(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` options as a dict; values parse as JSON where they can.
+
+    Examples
+    --------
+    >>> _params(["window=1", "C=0.05", "calibration=sigmoid", "n_components=null"])
+    {'window': 1, 'C': 0.05, 'calibration': 'sigmoid', 'n_components': None}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param takes KEY=VALUE, not {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _open(store: Any) -> Any:
+    from mechgraph.store import open_store
+
+    return open_store(store)
 
 
 def main() -> None:

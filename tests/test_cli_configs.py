@@ -79,8 +79,8 @@ ALLOW: dict[tuple[str, str], dict[str, str]] = {
         "sweep": "derived: the sweep's result",
         "source": "derived: store, label file and counts",
         "format": "internal: the artifact format version",
-        "features": "Python API: the blocks a context / sequence / ensemble probe reads "
-        "(mechgraph probe trains one-block probes, which leave it empty)",
+        "features": "derived: --layers x --pools (+ --rules) of a whole-trace estimator "
+        "(context / bigru / stacked); empty for the one-block sweep",
     },
 }
 
@@ -304,9 +304,9 @@ def test_weights_options_reach_the_config(tmp_path, monkeypatch):
 
 
 def _sweep_config(tmp_path, monkeypatch, *options: str) -> SweepConfig:
-    train = importlib.import_module("probes.train")
+    sweep = importlib.import_module("probes.sweep")  # train_probe imports it on use
     seen: dict = {}
-    monkeypatch.setattr(train, "SweepConfig", _stop_with(seen, "kw"))
+    monkeypatch.setattr(sweep, "SweepConfig", _stop_with(seen, "kw"))
     res = CliRunner().invoke(app, ["probe", str(tmp_path / "store"), *options])
     assert isinstance(res.exception, _Stop), res.output
     return SweepConfig(**seen["kw"])

@@ -62,3 +62,25 @@ def test_probes_exports_resolve():
         assert getattr(probes, name) is not None, name
     with pytest.raises(AttributeError):
         probes.no_such_name  # noqa: B018
+
+
+def test_cli_loads_no_model_or_numerics_stack():
+    # `mechgraph --help` registers every command: their modules must not pull torch,
+    # scipy (ruptures, scikit-learn) or numba in at import
+    loaded = _loaded_after("import mechgraph.cli")
+    assert not loaded & {"torch", "transformers", "scipy", "networkx"}, loaded
+
+
+@pytest.mark.parametrize("pkg", ["mechgraph.graphs", "mechgraph.importance", "mechgraph.phases"])
+def test_stage_packages_are_lazy_and_resolve(pkg):
+    import importlib
+
+    assert _loaded_after(f"import {pkg}") <= {"pandas", "pyarrow"}
+    mod = importlib.import_module(pkg)
+    assert len(mod.__all__) == len(set(mod.__all__))
+    assert set(mod.__all__) <= set(dir(mod))
+    for name in mod.__all__:
+        value = getattr(mod, name)
+        assert value is not None and getattr(mod, name) is value, name
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mod.no_such_name  # noqa: B018

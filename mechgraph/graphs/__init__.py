@@ -10,50 +10,63 @@ pictures.  Everything works on arrays and tables; see ``docs/graphs.md``.
 1
 """
 
-from mechgraph.graphs.aha import (
-    RECONSIDERATION_LEXICON,
-    RECONSIDERATION_TAGS,
-    aha_table,
-    odds_ratio_ci,
-    reconsideration_mask,
-)
-from mechgraph.graphs.corpus import (
-    Corpus,
-    GraphConfig,
-    GraphResult,
-    analyze_corpus,
-    graph_table,
-    load_corpus,
-)
-from mechgraph.graphs.matching import match_corpus
-from mechgraph.graphs.metrics import (
-    MetricOptions,
-    avg_path_length,
-    clustering,
-    diameter,
-    has_loop,
-    loop_count,
-    n_cycles,
-    revisits,
-    small_world_sigma,
-)
-from mechgraph.graphs.nodespace import NodeSpace, NodeSpaceConfig, NodeSpaceWarning
-from mechgraph.graphs.nulls import (
-    NULL_KINDS,
-    NULL_METRICS,
-    corpus_walks,
-    null_zscores,
-    shuffled_orders,
-)
-from mechgraph.graphs.paths import (
-    collapse_repeats,
-    offsets_from_ids,
-    revisit_mask,
-    step_distances,
-    trace_graph,
-    transition_matrix,
-)
-from mechgraph.graphs.topology import METRIC_COLUMNS, metrics_table, topology_metrics
+from typing import TYPE_CHECKING
+
+from mechgraph._lazy import attach
+
+if TYPE_CHECKING:  # the names; each module loads on first use (mechgraph._lazy)
+    # (the homology and plots names need extras and stay outside __all__)
+    from mechgraph.graphs.aha import (
+        RECONSIDERATION_LEXICON,
+        RECONSIDERATION_TAGS,
+        aha_table,
+        odds_ratio_ci,
+        reconsideration_mask,
+    )
+    from mechgraph.graphs.corpus import (
+        Corpus,
+        GraphConfig,
+        GraphResult,
+        analyze_corpus,
+        graph_table,
+        load_corpus,
+    )
+    from mechgraph.graphs.homology import homology_table, trajectory_homology  # noqa: F401
+    from mechgraph.graphs.matching import match_corpus
+    from mechgraph.graphs.metrics import (
+        MetricOptions,
+        avg_path_length,
+        clustering,
+        diameter,
+        has_loop,
+        loop_count,
+        n_cycles,
+        revisits,
+        small_world_sigma,
+    )
+    from mechgraph.graphs.nodespace import NodeSpace, NodeSpaceConfig, NodeSpaceWarning
+    from mechgraph.graphs.nulls import (
+        NULL_KINDS,
+        NULL_METRICS,
+        corpus_walks,
+        null_zscores,
+        shuffled_orders,
+    )
+    from mechgraph.graphs.paths import (
+        collapse_repeats,
+        offsets_from_ids,
+        revisit_mask,
+        step_distances,
+        trace_graph,
+        transition_matrix,
+    )
+    from mechgraph.graphs.plots import (  # noqa: F401
+        embed_2d,
+        plot_metric_comparison,
+        plot_trace_graph,
+        plot_trajectories,
+    )
+    from mechgraph.graphs.topology import METRIC_COLUMNS, metrics_table, topology_metrics
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -96,15 +109,4 @@ __all__ = [
     "transition_matrix",
 ]
 
-
-def __getattr__(name: str):
-    # heavy optional parts: imported on first use only
-    if name in ("homology_table", "trajectory_homology"):
-        from mechgraph.graphs import homology
-
-        return getattr(homology, name)
-    if name in ("embed_2d", "plot_metric_comparison", "plot_trace_graph", "plot_trajectories"):
-        from mechgraph.graphs import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module 'mechgraph.graphs' has no attribute {name!r}")
+__getattr__, __dir__ = attach(__name__, __file__)

@@ -13,35 +13,40 @@ Examples
 >>> r = receiver_scores(lm, trace, top_k=20)  # doctest: +SKIP
 """
 
-from mechgraph.importance._common import PreparedTrace, prepare
-from mechgraph.importance.adaptive import adaptive_importance
-from mechgraph.importance.answers import extract_answer, extract_boxed, normalize_answer
-from mechgraph.importance.receivers import (
-    ReceiverConfig,
-    ReceiverResult,
-    receiver_scores,
-    sentence_attention,
-)
-from mechgraph.importance.resampling import (
-    Embedder,
-    Generator,
-    HFGenerator,
-    MiniLMEmbedder,
-    RankReliability,
-    ResamplingConfig,
-    ResamplingResult,
-    answer_kl,
-    counterfactual_importance,
-    ranking_reliability,
-)
-from mechgraph.importance.steer import SteerResult, position_matched_sets, set_kl, steer_test
-from mechgraph.importance.suppression import (
-    SuppressionConfig,
-    SuppressionResult,
-    masked_token_kl,
-    suppression_matrix,
-    suppression_matrix_naive,
-)
+from typing import TYPE_CHECKING
+
+from mechgraph._lazy import attach
+
+if TYPE_CHECKING:  # the names; each module loads on first use (mechgraph._lazy)
+    from mechgraph.importance._common import PreparedTrace, prepare
+    from mechgraph.importance.adaptive import adaptive_importance
+    from mechgraph.importance.answers import extract_answer, extract_boxed, normalize_answer
+    from mechgraph.importance.receivers import (
+        ReceiverConfig,
+        ReceiverResult,
+        receiver_scores,
+        sentence_attention,
+    )
+    from mechgraph.importance.resampling import (
+        Embedder,
+        Generator,
+        HFGenerator,
+        MiniLMEmbedder,
+        RankReliability,
+        ResamplingConfig,
+        ResamplingResult,
+        answer_kl,
+        counterfactual_importance,
+        ranking_reliability,
+    )
+    from mechgraph.importance.steer import SteerResult, position_matched_sets, set_kl, steer_test
+    from mechgraph.importance.suppression import (
+        SuppressionConfig,
+        SuppressionResult,
+        masked_token_kl,
+        suppression_matrix,
+        suppression_matrix_naive,
+    )
 
 __all__ = [
     "Embedder",
@@ -74,3 +79,5 @@ __all__ = [
     "suppression_matrix",
     "suppression_matrix_naive",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__)

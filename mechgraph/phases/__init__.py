@@ -18,16 +18,22 @@ topology of the reasoning graphs. See ``docs/phases.md``.
 ['checkpoint-8', 'checkpoint-16']
 """
 
-from mechgraph.phases.analysis import PhaseReport, analyze_phases, write_phases
-from mechgraph.phases.changepoints import ChangeConfig, ChangeResult, change_points
-from mechgraph.phases.inference import (
-    block_permutation_pvalue,
-    table_change_points,
-    topology_link,
-    two_phase_test,
-)
-from mechgraph.phases.runs import checkpoint_order, load_logs, load_run, reasoning_text
-from mechgraph.phases.table import PhaseConfig, PhaseResult, phase_table
+from typing import TYPE_CHECKING
+
+from mechgraph._lazy import attach
+
+if TYPE_CHECKING:  # the names; each module loads on first use (mechgraph._lazy)
+    from mechgraph.phases.analysis import PhaseReport, analyze_phases, write_phases
+    from mechgraph.phases.changepoints import ChangeConfig, ChangeResult, change_points
+    from mechgraph.phases.inference import (
+        block_permutation_pvalue,
+        table_change_points,
+        topology_link,
+        two_phase_test,
+    )
+    from mechgraph.phases.plots import plot_phases  # noqa: F401  (optional: plots extra)
+    from mechgraph.phases.runs import checkpoint_order, load_logs, load_run, reasoning_text
+    from mechgraph.phases.table import PhaseConfig, PhaseResult, phase_table
 
 __all__ = [
     "ChangeConfig",
@@ -42,7 +48,6 @@ __all__ = [
     "load_logs",
     "load_run",
     "phase_table",
-    "plot_phases",
     "reasoning_text",
     "table_change_points",
     "topology_link",
@@ -50,10 +55,4 @@ __all__ = [
     "write_phases",
 ]
 
-
-def __getattr__(name: str):
-    if name == "plot_phases":  # matplotlib / plotly: on first use only
-        from mechgraph.phases.plots import plot_phases
-
-        return plot_phases
-    raise AttributeError(f"module 'mechgraph.phases' has no attribute {name!r}")
+__getattr__, __dir__ = attach(__name__, __file__)
