@@ -32,26 +32,11 @@ TARGET = 1.05
 
 
 def tiny_model(folder: Path) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from mechgraph.models import load_tokenizer
+    from mechgraph.testing import tiny_llama
 
-    torch.manual_seed(0)
     tok = load_tokenizer("default")
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tiny_llama(tok).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 

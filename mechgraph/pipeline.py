@@ -212,9 +212,21 @@ def _run_label(ctx: _Context, src: Path, run: Path) -> str:
 
 
 def _run_probe(ctx: _Context, src: Path, run: Path) -> str:
+    from probes.trace_train import TRACE_ESTIMATORS, train_trace_probe
     from probes.train import train_probe
 
     opts = _opts(ctx.cfg.probe)
+    if opts.get("estimator") in TRACE_ESTIMATORS:  # context / bigru / stacked: no sweep
+        res_t = train_trace_probe(
+            run / "store",
+            opts.pop("target", "planning"),
+            labels=run / "labels.jsonl",
+            out=run / "probe",
+            **opts,
+        )
+        m = res_t.metrics
+        shown = ", ".join(f"{k} {m[k]:.3f}" for k in ("f1", "macro_f1", "auroc") if k in m)
+        return f"{res_t.estimator} probe ({shown})"
     res = train_probe(
         run / "store",
         opts.pop("target", "planning"),

@@ -71,24 +71,10 @@ def bert_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, default_model) -> Path:
     """A tiny random Llama (3 blocks, d=64) with the default tokenizer, saved as an HF folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from mechgraph.testing import tiny_llama
 
-    torch.manual_seed(0)
     tok = default_model.tokenizer
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    model = LlamaForCausalLM(cfg)
+    model = tiny_llama(tok)
     path = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(path)
     tok.save_pretrained(path)

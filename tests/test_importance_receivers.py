@@ -23,19 +23,10 @@ from mechgraph.traces import Trace, segment_traces
 
 
 def _random_lm(seed: int = 0) -> LoadedModel:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from mechgraph.testing import tiny_llama
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=100,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    return LoadedModel(LlamaForCausalLM(cfg).eval(), None, "tiny", 3, 64, 256, "float32", "cpu")
+    model = tiny_llama(vocab_size=100, seed=seed)
+    return LoadedModel(model, None, "tiny", 3, 64, 256, "float32", "cpu")
 
 
 def test_sentence_matrix_by_hand():

@@ -328,3 +328,21 @@ def test_report_package_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_probe_section_of_a_whole_trace_probe(sample_run, tmp_path):
+    from probes.trace_train import train_trace_probe
+
+    run = _copy(sample_run, tmp_path)
+    res = train_trace_probe(
+        run / "store",
+        estimator="context",
+        layers=[2],
+        pools=["mean"],
+        labels=run / "labels.jsonl",
+        n_splits=2,
+        out=run / "probe",
+    )
+    s = _section(_build(run), "probe-sweep")
+    assert 'class="empty"' not in s and "context probe on blocks 2:mean" in s
+    assert "fold mean: 95% interval" in s and f"{res.n_traces} traces" in s

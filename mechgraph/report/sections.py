@@ -410,6 +410,8 @@ def probe_sweep(ctx: Context) -> str:
     _, pcfg = run.load("probe")
     sweep = dict(pcfg.sweep or {})
     if not sweep.get("table"):
+        if any(k.endswith("_ci95") for k in pcfg.metrics):
+            return _trace_probe(pcfg)
         return section(
             "probe-sweep",
             "Probe sweep",
@@ -433,6 +435,28 @@ def probe_sweep(ctx: Context) -> str:
         "folds, not a bootstrap interval: the bars show ±1 s.d.</p>"
     )
     return section("probe-sweep", "Probe sweep", lead, body)
+
+
+def _trace_probe(pcfg: Any) -> str:
+    """A whole-trace probe (``mechgraph probe --estimator context|bigru|stacked``): its CV."""
+    m, src = pcfg.metrics, pcfg.source
+    blocks = ", ".join(f"{la}:{po}" for la, po in pcfg.blocks)
+    rules = " + rule features" if pcfg.features.get("rules") else ""
+    lead = (
+        f"The probe stage's {esc(pcfg.estimator)} probe on blocks {esc(blocks)}{rules}: "
+        f"grouped cross-validation, folds grouped by {esc(src.get('group_by', '?'))} "
+        f"({esc(src.get('n_groups', '?'))} groups, {esc(src.get('n_traces', '?'))} traces, "
+        f"{esc(src.get('n_steps', '?'))} steps)."
+    )
+    rows = [
+        [k, fmt(m.get(k), 3), f"[{fmt(lo, 3)}, {fmt(hi, 3)}]", fmt(m.get(f"{k}_std"), 3)]
+        for k, (lo, hi) in ((k[: -len("_ci95")], v) for k, v in m.items() if k.endswith("_ci95"))
+    ]
+    body = table(["metric", "pooled", "fold mean: 95% interval", "s.d. over folds"], rows) + (
+        f'<p class="note">Target {esc(pcfg.target)}. Pooled: on all out-of-fold predictions; '
+        "the interval is a percentile bootstrap of the mean over folds.</p>"
+    )
+    return section("probe-sweep", "Probe", lead, body)
 
 
 # ---------------------------------------------------------------------------- phases
