@@ -51,6 +51,7 @@ def run(model_dir: Path, out: Path, steps: int, record: bool, lr: float = 1e-3) 
     from transformers import AutoTokenizer, TrainerCallback
 
     from mechgraph.weights.recorder import PhaseRecorder, make_recording_trainer
+    from mechgraph.weights.trl import cpu_grpo_config
 
     class Timer(TrainerCallback):
         t0 = t1 = None
@@ -63,21 +64,13 @@ def run(model_dir: Path, out: Path, steps: int, record: bool, lr: float = 1e-3) 
             self.t1 = time.perf_counter()
 
     timer = Timer()
-    args = trl.GRPOConfig(
-        output_dir=str(out / "out"),
+    args = cpu_grpo_config(
+        out / "out",
         per_device_train_batch_size=8,
         num_generations=4,
         max_completion_length=32,
         max_steps=steps,
         learning_rate=lr,
-        use_cpu=True,
-        bf16=False,
-        report_to=[],
-        logging_steps=1,
-        save_strategy="no",
-        beta=0.0,
-        activation_checkpointing=False,
-        seed=0,
     )
     ds = Dataset.from_dict({"prompt": [f"What is {i} + {i}? Let me think." for i in range(64)]})
     tok = AutoTokenizer.from_pretrained(model_dir)

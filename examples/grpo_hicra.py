@@ -69,11 +69,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
-    from trl import GRPOConfig
 
     from mechgraph.models import default_model_path
     from mechgraph.weights import AdvantageConfig
-    from mechgraph.weights.trl import HicraGRPOTrainer
+    from mechgraph.weights.trl import HicraGRPOTrainer, cpu_grpo_config
 
     # a saved folder (not an in-memory GGUF model): Trainer refuses quantizer-flagged models
     path = str(default_model_path()) if args.model == "default" else args.model
@@ -112,23 +111,13 @@ def main(argv: list[str] | None = None) -> None:
                 )
 
     with tempfile.TemporaryDirectory() as out:
-        config = GRPOConfig(
-            output_dir=out,
+        config = cpu_grpo_config(
+            out,
             per_device_train_batch_size=8,  # 2 problems x 4 completions a step
             num_generations=4,
             max_completion_length=args.max_tokens,
             max_steps=args.steps,
             learning_rate=1e-6,
-            use_cpu=True,
-            bf16=False,
-            activation_checkpointing=False,
-            beta=0.0,
-            loss_type="grpo",
-            report_to=[],
-            logging_steps=1,
-            save_strategy="no",
-            seed=0,
-            disable_tqdm=True,
         )
         printer = PrintSteps()
         trainer = HicraGRPOTrainer(

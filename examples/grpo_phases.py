@@ -290,34 +290,25 @@ def build_trainer(
 ) -> Any:
     """A recording GRPO trainer (plain or HICRA) writing checkpoints into ``out``."""
     from transformers import AutoTokenizer
-    from trl import GRPOConfig
 
     from mechgraph.weights import AdvantageConfig
     from mechgraph.weights.recorder import PhaseRecorder, make_recording_trainer
-    from mechgraph.weights.trl import make_grpo_trainer_class
+    from mechgraph.weights.trl import cpu_grpo_config, make_grpo_trainer_class
 
     if method not in ("grpo", "hicra"):
         raise SystemExit(f"--method must be grpo or hicra, not {method!r}")
-    config = GRPOConfig(
-        output_dir=str(out),
+    config = cpu_grpo_config(
+        out,
         per_device_train_batch_size=batch,
         num_generations=num_generations,
         max_completion_length=max_tokens,
         max_steps=steps,
         learning_rate=lr,
         temperature=temperature,
-        use_cpu=True,
-        bf16=False,
-        activation_checkpointing=False,
-        beta=0.0,
-        loss_type="grpo",
-        report_to=[],
-        logging_steps=1,
         save_strategy="steps" if save_every > 0 else "no",
         save_steps=max(save_every, 1),
         seed=seed,
         data_seed=seed,
-        disable_tqdm=True,
     )
     callbacks = list(extra_callbacks or [])
     if traces is not None:

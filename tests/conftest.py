@@ -100,24 +100,13 @@ def reward_len(completions, **kw):
 
 def tiny_grpo_config(tmp_path, **kw):
     """A GRPOConfig for 2-step CPU runs of a tiny model (shared by the TRL tests)."""
-    import trl
+    from mechgraph.weights.trl import cpu_grpo_config
 
     base = dict(
-        output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=12,
         max_steps=2,
         learning_rate=1e-2,
-        use_cpu=True,
-        bf16=False,
-        report_to=[],
-        logging_steps=1,
-        save_strategy="no",
-        beta=0.0,
-        loss_type="grpo",
-        activation_checkpointing=False,
-        seed=0,
     )
-    base.update(kw)
-    return trl.GRPOConfig(**base)
+    return cpu_grpo_config(tmp_path / "out", **{**base, **kw})

@@ -43,6 +43,7 @@ __all__ = [  # HicraGRPOTrainer is built on first access (module __getattr__)
     "HicraGRPOTrainer",  # noqa: F822
     "TokenAdvantageMixin",
     "check_grpo_args",
+    "cpu_grpo_config",
     "make_grpo_trainer_class",
 ]
 
@@ -318,3 +319,33 @@ def __getattr__(name: str) -> Any:
             _CACHE[name] = make_grpo_trainer_class()
         return _CACHE[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: GRPOConfig settings of a small run on a CPU (no reference model, no checkpoints)
+CPU_GRPO = {
+    "use_cpu": True,
+    "bf16": False,
+    "activation_checkpointing": False,
+    "beta": 0.0,
+    "loss_type": "grpo",
+    "report_to": [],
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "seed": 0,
+    "disable_tqdm": True,
+}
+
+
+def cpu_grpo_config(output_dir: str, **overrides: Any) -> Any:
+    """A ``trl.GRPOConfig`` for a small CPU run: :data:`CPU_GRPO` updated by ``overrides``.
+
+    Examples
+    --------
+    >>> cfg = cpu_grpo_config("/tmp/out", max_steps=2, num_generations=4,
+    ...                       per_device_train_batch_size=8)  # doctest: +SKIP
+    >>> cfg.use_cpu, cfg.beta, cfg.max_steps  # doctest: +SKIP
+    (True, 0.0, 2)
+    """
+    from trl import GRPOConfig
+
+    return GRPOConfig(output_dir=str(output_dir), **{**CPU_GRPO, **overrides})
