@@ -21,6 +21,12 @@ Usage::
 
     python benchmarks/gpu_extract.py --out $OUT/gpu_extract.json      # CUDA, < ~8 min on an H200
     python benchmarks/gpu_extract.py --smoke --out /tmp/g.json        # CPU, tiny model, seconds
+
+On a lent machine that has torch and transformers but not this project's packages (the
+default model's package is 94 MB), only the tokenizer travels: here, once,
+``mkdir -p .gpu && cp ~/.cache/mechgraph/models/SmolLM2-135M-Instruct-Q4_1/tokenizer*
+.gpu/ && echo /.gpu/ >> .git/info/exclude``; there, carrying ``.gpu``,
+``PYTHONPATH=. python3 benchmarks/gpu_extract.py --tokenizer .gpu --out $OUT/g.json``.
 """
 
 from __future__ import annotations
@@ -263,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--smoke", action="store_true", help="tiny model on CPU, seconds")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default $OUT/...)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--tokenizer", default="default", help="'default' or a tokenizer folder")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--traces", type=int, default=None)
     ap.add_argument("--median-tokens", type=int, default=None)
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from mechgraph.models import load_tokenizer
 
-    tok = load_tokenizer("default")
+    tok = load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
     peak = peak_tflops(dev, smoke)
     print(f"peak {peak['dtype']} {peak['n']}^3 matmul: {peak['tflops']:.1f} TFLOP/s", flush=True)
