@@ -7,11 +7,16 @@ nodes, 32-d step vectors), times in one run:
 2. the former NumPy path (kept below as ``reference_null_zscores``: one ``Generator`` for
    the corpus, a metric pass per batch of draws) on a subset;
 
-and prints the time per trace of both side by side.  The numba compile (or the load of
-its on-disk cache) is timed apart, on a tiny corpus, before anything else.  Writes JSON
-(``--out``).  Timings depend on the machine and its load: report both with them.  Usage::
+and prints the time per trace of both side by side; then
+3. the per-graph metric kernel alone (``path_metrics_one``, one thread) on the null draws of
+   the first traces (``--kernel-graphs`` of them, shuffle and walk in equal parts).
+
+The numba compile (or the load of its on-disk cache) is timed apart, on a tiny corpus,
+before anything else.  Writes JSON (``--out``).  Timings depend on the machine and its
+load: report both with them.  Usage::
 
     python benchmarks/bench_nulls.py [--traces 10000] [--ref-traces 1000] [--n-null 20]
+                                     [--kernel-graphs 4000]
 """
 
 from __future__ import annotations
@@ -90,6 +95,47 @@ def reference_null_zscores(nodes, offsets, *, vectors=None, n_null=100, kinds=("
     return pd.DataFrame(out)
 
 
+def kernel_ms_per_graph(nodes, offsets, vectors, n_graphs, n_null, bound, seed=0, reps=3):
+    """Best-of-``reps`` time of ``path_metrics_one`` per null graph, one call at a time.
+
+    The graphs are the null draws (``n_null`` per trace, shuffle and walk) of the first
+    traces, as ``null_zscores`` draws them; one thread (the kernel is serial).
+    """
+    from mechgraph.graphs import _kernels as K
+    from mechgraph.graphs import _null_kernels as NK
+    from mechgraph.graphs.metrics import DEFAULT_MAX_CYCLES
+    from mechgraph.graphs.nulls import walk_tables
+    from mechgraph.graphs.paths import step_distances
+
+    per_kind = max(1, n_graphs // 2)
+    B = min(offsets.size - 1, -(-per_kind // n_null))
+    o = offsets[: B + 1]
+    p, v = nodes[: o[-1]], vectors[: o[-1]]
+    tables = walk_tables(p, o, distances=step_distances(v, o))
+    graphs = []
+    for kind in ("shuffle", "walk"):
+        dn, dd = NK.null_draws(
+            NK.KIND_CODES[kind], p, o, v, True, tables.group_codes(None, B),
+            np.arange(B, dtype=np.uint64), NK.stream_seed(seed), 0, n_null,
+            *NK._kernel_args(kind, tables),
+        )  # fmt: skip
+        draws = [
+            (dn[r, o[b] : o[b + 1]].copy(), dd[r, o[b] : o[b + 1] - 1].copy())
+            for r in range(n_null)
+            for b in range(B)
+        ]
+        graphs += draws[:per_kind]
+    out = np.full(K.N_RAW, np.nan)
+    K.path_metrics_one(graphs[0][0], graphs[0][1], True, False, False, bound, 1, out)
+    best = np.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for gn, gd in graphs:
+            K.path_metrics_one(gn, gd, True, False, False, bound, DEFAULT_MAX_CYCLES, out)
+        best = min(best, time.perf_counter() - t0)
+    return {"graphs": len(graphs), "ms_per_graph": 1e3 * best / len(graphs), "reps": reps}
+
+
 def _load() -> float:
     try:
         return os.getloadavg()[0]
@@ -103,6 +149,9 @@ def main() -> None:
     ap.add_argument("--ref-traces", type=int, default=1000, help="traces timed on the old path")
     ap.add_argument("--n-null", type=int, default=20)
     ap.add_argument("--cycle-bound", type=int, default=10)
+    ap.add_argument(
+        "--kernel-graphs", type=int, default=4000, help="null graphs timed one by one (0: skip)"
+    )
     ap.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "nulls.json"
     )
@@ -197,6 +246,14 @@ def main() -> None:
     )
     for c in ("revisits_null_shuffle", "revisits_null_walk", "diameter_norm_null_walk"):
         print(f"  mean {c}: reference {means[c][0]:.3f}, compiled {means[c][1]:.3f}")
+    if args.kernel_graphs > 0:
+        res["kernel"] = kernel_ms_per_graph(
+            nodes, offsets, vectors, args.kernel_graphs, args.n_null, args.cycle_bound
+        ) | {"loadavg_1min_after": _load()}
+        print(
+            f"kernel: {res['kernel']['ms_per_graph']:.3f} ms per null graph "
+            f"({res['kernel']['graphs']} graphs, one thread, best of {res['kernel']['reps']})"
+        )
     write_text_atomic(args.out, json.dumps(res, indent=2, default=str))
     print(f"-> {args.out}")
 
