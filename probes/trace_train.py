@@ -309,8 +309,6 @@ def _save(est, res, store, target, X, y, traces, hook, labels, out) -> None:
         out,
         extra={"cv.json": lambda p: Path(p).write_text(text, encoding="utf-8")},
         inputs=[
-            p
-            for p in (getattr(store, "path", None), labels)
-            if p is not None and Path(p).exists()
+            p for p in (getattr(store, "path", None), labels) if p is not None and Path(p).exists()
         ],
     )
