@@ -331,18 +331,16 @@ def test_report_package_import_is_light():
 
 
 def test_probe_section_of_a_whole_trace_probe(sample_run, tmp_path):
-    from probes.trace_train import train_trace_probe
+    # the run's probe stage with a whole-trace estimator ([probe] of mechgraph run)
+    from types import SimpleNamespace
+
+    from mechgraph.pipeline import _run_probe
 
     run = _copy(sample_run, tmp_path)
-    res = train_trace_probe(
-        run / "store",
-        estimator="context",
-        layers=[2],
-        pools=["mean"],
-        labels=run / "labels.jsonl",
-        n_splits=2,
-        out=run / "probe",
-    )
+    opts = {"estimator": "context", "layers": [2], "pools": ["mean"], "n_splits": 2}
+    ctx = SimpleNamespace(cfg=SimpleNamespace(probe={"target": "planning", **opts}))
+    msg = _run_probe(ctx, run / "traces.jsonl", run)
+    assert msg.startswith("context probe (f1 ")
     s = _section(_build(run), "probe-sweep")
     assert 'class="empty"' not in s and "context probe on blocks 2:mean" in s
-    assert "fold mean: 95% interval" in s and f"{res.n_traces} traces" in s
+    assert "fold mean: 95% interval" in s and "folds grouped by" in s
