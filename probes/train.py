@@ -326,7 +326,7 @@ def probe_command(
     hook: Annotated[str, typer.Option(help="Hook kind of the states.")] = "resid_post",
     out: Annotated[Path | None, typer.Option(help="Artifact folder for the best probe.")] = None,
 ) -> None:
-    """Train probes on a store: grouped-CV layer sweep, then save the best layer's probe."""
+    """Train probes on a store: a grouped-CV layer sweep (or a whole-trace model), then save it."""
     from mechgraph.cli import _words
     from probes.trace_train import TRACE_ESTIMATORS, train_trace_probe
 
