@@ -119,10 +119,7 @@ def features(d, layers=(19,), pools=("mean",), rules=False):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def _takes_groups(est) -> bool:
-    import inspect
-
-    return "groups" in inspect.signature(est.fit).parameters
+from probes.sweep import _takes_groups  # noqa: E402  (fit / predict per trace)
 
 
 def run_folds(make, X, y, d, *, train_mask=None, test_mask=None, proba=True):

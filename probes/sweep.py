@@ -34,6 +34,7 @@ from sklearn.metrics import (
 from sklearn.model_selection import GroupKFold
 
 from mechgraph.errors import ConfigError
+from probes.calibration import brier_score
 from probes.estimators import estimator_class, make_estimator
 
 __all__ = [
@@ -153,9 +154,7 @@ def probe_metrics(task: str, y: np.ndarray, pred: np.ndarray, score: np.ndarray 
         out["accuracy"] = float(accuracy_score(y, pred))
         out["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
         out["brier"] = (
-            float(np.mean((np.asarray(score, dtype=float) - (y == y.max())) ** 2))
-            if score is not None and len(y)
-            else math.nan
+            brier_score(y == y.max(), score) if score is not None and len(y) else math.nan
         )
         return out
     out["macro_f1"] = float(f1_score(y, pred, average="macro", zero_division=0))

@@ -282,8 +282,8 @@ def _save(est, res, store, target, X, y, traces, hook, labels, out) -> None:
     from probes.artifacts import ProbeConfig, save_probe
 
     fitted = clone(est).fit(X, y, groups=traces)
-    layers = sorted({la for la, _ in res.blocks}, key=[la for la, _ in res.blocks].index)
-    pools = sorted({po for _, po in res.blocks}, key=[po for _, po in res.blocks].index)
+    layers = list(dict.fromkeys(la for la, _ in res.blocks))
+    pools = list(dict.fromkeys(po for _, po in res.blocks))
     cfg = ProbeConfig.for_store(
         fitted,
         store,

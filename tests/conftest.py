@@ -16,6 +16,17 @@ TA_DIR = SHARED / "data" / "thought_anchors_llama8b"
 RUN_DIR = SHARED / "data" / "rl_checkpoints_qwen15b_grpo"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on 1 thread for the test (2 shared cores), restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def ta_dir() -> Path:
     """The Thought Anchors traces in ../shared (skipped where they are absent)."""

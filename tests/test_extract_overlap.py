@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from test_extract import make_traces
 
 import mechgraph as mg
@@ -25,12 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 POOLS = ("mean", "first", "last", "max")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _same(a, b, layers, pools=POOLS):

@@ -19,12 +19,7 @@ from mechgraph.packing import build_batch, padding_waste, plan_batches
 POOLS = ("mean", "first", "last", "max")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _states(store, layers, pools=POOLS):
